@@ -1,0 +1,3 @@
+"""mcpmux: a multiplexing MCP gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,40 @@
+"""The admin listener: health, readiness and target state, for people and probes."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import __version__
+from .gateway import Gateway
+
+
+def admin_app(gateway: Gateway) -> Starlette:
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(_: Request) -> Response:
+        """Ready once every target has had its first connection attempt (ready or failed)."""
+        ok = gateway.ready()
+        pending = [t.name for t in gateway.targets.values() if not t.first_attempt.is_set()]
+        return JSONResponse({"ready": ok, "connecting": pending}, status_code=200 if ok else 503)
+
+    async def targets(_: Request) -> Response:
+        return JSONResponse(gateway.status())
+
+    async def target(request: Request) -> Response:
+        t = gateway.targets.get(request.path_params["name"])
+        if t is None:
+            return JSONResponse({"error": f"no target named {request.path_params['name']!r}"}, 404)
+        return JSONResponse(t.status())
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/api/targets", targets),
+            Route("/api/targets/{name}", target),
+        ]
+    )

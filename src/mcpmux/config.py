@@ -1,0 +1,679 @@
+"""Gateway configuration: schema, YAML/JSON loading, env interpolation, readable errors.
+
+Every model forbids unknown fields so a typo (``targts:``) is an error instead of a
+silently ignored setting. Errors are collected into one :class:`ConfigError` whose
+messages name the field path and the YAML line, so an operator can fix everything in
+one pass.
+
+``${VAR}`` / ``${VAR:-default}`` are expanded in scalar *values* after the YAML is
+composed but before it is constructed and validated. Doing it per value (rather than
+on the raw text) means comments are never expanded, a secret containing ``#``, ``: ``
+or a newline cannot change the document's structure, and errors still carry exact
+lines and field paths.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "AdminConfig",
+    "ConfigError",
+    "GatewayConfig",
+    "HttpSpec",
+    "LimitsConfig",
+    "ListenConfig",
+    "PrefixMode",
+    "SseSpec",
+    "StdioSpec",
+    "TargetConfig",
+    "TargetKind",
+    "config_from_dict",
+    "interpolate",
+    "load_config",
+    "parse_config",
+]
+
+PrefixMode = Literal["conditional", "always", "never"]
+TargetKind = Literal["stdio", "http", "sse"]
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DUPLICATE_NAME = "duplicate_target_name"
+
+
+class ConfigError(Exception):
+    """Every problem found in a configuration, so all of them can be fixed in one go.
+
+    ``errors`` holds human-readable lines such as
+    ``"targets[1].name: must be a DNS-1123 label (...) (line 7)"``; ``source`` is the
+    file name or ``"<string>"``.
+    """
+
+    def __init__(self, errors: list[str], source: str = "<string>") -> None:
+        self.errors = list(errors)
+        self.source = source
+        super().__init__(self.errors, source)  # args that rebuild it (pickle, copy)
+
+    def __str__(self) -> str:
+        lines = [f"{self.source}: {len(self.errors)} error(s)"]
+        lines.extend(f"  - {e}" for e in self.errors)
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    """Base for all config models: unknown keys are errors; an empty YAML value
+    (``args:`` with everything commented out) means "use the default"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
+        return data
+
+
+class ListenConfig(_Model):
+    """Where the MCP endpoint listens. Port 0 asks the OS for a free port."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class AdminConfig(_Model):
+    """The admin/health endpoint; loopback by default because it is unauthenticated."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=19000, ge=0, le=65535)
+    enabled: bool = True
+
+
+def _check_header_map(value: dict[str, str]) -> dict[str, str]:
+    # CR/LF would let a config value smuggle extra headers into upstream requests.
+    for k, v in value.items():
+        if not k or any(c in k for c in "\r\n: \t"):
+            raise ValueError(f"invalid header name {k!r}")
+        if "\r" in v or "\n" in v:
+            raise ValueError(f"header {k!r}: value must not contain line breaks")
+    return value
+
+
+class StdioSpec(_Model):
+    """A target started as a child process speaking MCP over stdin/stdout.
+
+    Numbers in ``args``/``env`` are accepted and turned into strings, since
+    ``args: [--port, 8080]`` is the natural way to write them in YAML.
+    """
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    command: str
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    inherit_env: bool = True  # False: the child sees only `env` (plus PATH)
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if not k or "=" in k or "\0" in k:
+                raise ValueError(f"invalid environment variable name {k!r}")
+        return v
+
+
+class HttpSpec(_Model):
+    """A remote target reached over MCP Streamable HTTP."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        problem = "must be an http:// or https:// URL with a host"
+        if any(c.isspace() for c in v):
+            raise ValueError(f"{problem}; it contains whitespace: {v!r}")
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            raise ValueError(f"{problem}; could not parse {v!r}") from None
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{problem}, got {v!r}")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_header_map(v)
+
+
+class SseSpec(HttpSpec):
+    """A remote target using the legacy HTTP+SSE transport (same fields as http)."""
+
+
+class TargetConfig(_Model):
+    """One upstream MCP server. Its name becomes the tool/prompt prefix, hence the
+    DNS-1123 restriction: it must be safe inside identifiers and URLs."""
+
+    name: str
+    stdio: StdioSpec | None = None
+    http: HttpSpec | None = None
+    sse: SseSpec | None = None
+    timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if len(v) > 63 or not _DNS1123_LABEL.match(v):
+            raise ValueError(
+                "must be a DNS-1123 label (lower-case letters, digits, '-'; "
+                f"starting and ending with a letter or digit; at most 63 characters), got {v!r}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> TargetConfig:
+        kinds = self._set_kinds()
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(
+                f"target {self.name!r}: set exactly one of stdio, http, sse (found: {found})"
+            )
+        return self
+
+    def _set_kinds(self) -> list[TargetKind]:
+        kinds: list[TargetKind] = []
+        if self.stdio is not None:
+            kinds.append("stdio")
+        if self.http is not None:
+            kinds.append("http")
+        if self.sse is not None:
+            kinds.append("sse")
+        return kinds
+
+    @property
+    def kind(self) -> TargetKind:
+        """Which transport this target uses."""
+        return self._set_kinds()[0]
+
+    @property
+    def spec(self) -> StdioSpec | HttpSpec | SseSpec:
+        """The transport settings for :attr:`kind`."""
+        spec = self.stdio or self.http or self.sse
+        assert spec is not None  # guaranteed by _exactly_one_kind
+        return spec
+
+
+def _check_origin(origin: str) -> str:
+    # Browsers send Origin as scheme://host[:port] with no path; anything else
+    # (e.g. a trailing '/') would silently never match, so reject it here.
+    if origin != "*":
+        parts = urlsplit(origin)
+        if not parts.scheme or not parts.netloc or parts.path or parts.query:
+            raise ValueError(
+                f"{origin!r} is not an origin; use '*' or scheme://host[:port] "
+                "(no path or trailing '/')"
+            )
+    return origin
+
+
+class LimitsConfig(_Model):
+    """Resource limits that keep one misbehaving client from exhausting the gateway."""
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    session_idle_timeout: float = Field(default=1800.0, gt=0, allow_inf_nan=False)
+    max_sessions: int = Field(default=10000, gt=0)
+    # Items per page of merged lists; 0 = the whole list in one page.
+    page_size: int = Field(default=0, ge=0)
+
+
+class GatewayConfig(_Model):
+    """The whole gateway configuration (the top level of the YAML file)."""
+
+    listen: ListenConfig = Field(default_factory=ListenConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    prefix: PrefixMode = "conditional"
+    # Origins accepted besides loopback ones (DNS-rebinding protection); "*" = any.
+    allowed_origins: list[Annotated[str, AfterValidator(_check_origin)]] = Field(
+        default_factory=list
+    )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    targets: list[TargetConfig] = Field(default_factory=list)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_names(cls, v: list[TargetConfig]) -> list[TargetConfig]:
+        seen: dict[str, int] = {}
+        for i, target in enumerate(v):
+            if target.name in seen:
+                raise PydanticCustomError(
+                    _DUPLICATE_NAME,
+                    "duplicate target name '{name}' (already used by targets[{first}])",
+                    {"name": target.name, "first": seen[target.name], "index": i},
+                )
+            seen[target.name] = i
+        return v
+
+    def target(self, name: str) -> TargetConfig | None:
+        """The target called ``name``, or None."""
+        return next((t for t in self.targets if t.name == name), None)
+
+
+# -------------------------------------------------------------------- interpolation
+
+_REF = re.compile(r"\$\$\{|\$\{(?P<body>[^}\n]*)(?P<close>\})?")
+_BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>:-(?P<default>.*))?", re.DOTALL)
+
+
+def _expand(
+    text: str, env: Mapping[str, str], first_line: int, *, count_lines: bool = True
+) -> tuple[str, list[str]]:
+    """Expand references in ``text``; return the result and problems ending in "(line N)".
+
+    With ``count_lines=False`` every problem is reported at ``first_line`` (for YAML
+    scalars whose newlines were folded away, so offsets inside them mean nothing).
+    """
+    problems: list[str] = []
+
+    def line_of(pos: int) -> int:
+        return first_line + (text.count("\n", 0, pos) if count_lines else 0)
+
+    def replace(m: re.Match[str]) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        body = m.group("body")
+        parsed = _BODY.fullmatch(body) if m.group("close") else None
+        if parsed is None:
+            problems.append(
+                f"invalid variable reference '${{{body}{'}' if m.group('close') else ''}': "
+                "use ${NAME} or ${NAME:-default}, or $${ for a literal '${' "
+                f"(line {line_of(m.start())})"
+            )
+            return m.group(0)
+        name = parsed.group("name")
+        value = env.get(name)
+        if parsed.group("sep") is not None:
+            # Shell semantics: the default also applies when the variable is empty.
+            return value if value else parsed.group("default")
+        if value is None:
+            problems.append(
+                f"environment variable '{name}' is not set "
+                f"(use ${{{name}:-default}} to make it optional) (line {line_of(m.start())})"
+            )
+            return m.group(0)
+        return value
+
+    return _REF.sub(replace, text), problems
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in ``text`` from ``env``.
+
+    ``$${`` yields a literal ``${``. ``:-`` uses the default when the variable is
+    unset *or empty*, as in the shell. Raises :class:`ConfigError` listing every unset
+    variable (that has no default) and every malformed reference, with line numbers.
+    """
+    result, problems = _expand(text, env, 1)
+    if problems:
+        raise ConfigError(problems)
+    return result
+
+
+# ------------------------------------------------------------------ YAML handling
+
+
+def _format_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _children(node: yaml.Node) -> Iterator[tuple[int | str, yaml.Node]]:
+    """(path element, value node) pairs of a collection node."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                yield key.value, value
+    elif isinstance(node, yaml.SequenceNode):
+        yield from enumerate(node.value)
+
+
+def _interpolate_tree(root: yaml.Node, env: Mapping[str, str]) -> list[str]:
+    """Expand references in every scalar value of the tree, in place.
+
+    Results stay strings (the scalar's tag is not re-resolved): a secret such as
+    ``0755`` or ``yes`` must reach a string field verbatim, and pydantic still turns
+    ``port: ${PORT:-8080}`` into an int. Keys are not expanded. Aliased nodes are
+    visited once, so a ``$${`` escape is never expanded twice.
+    """
+    problems: list[str] = []
+    seen: set[int] = set()
+
+    def visit(node: yaml.Node, path: tuple[int | str, ...]) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            if "${" not in node.value:
+                return
+            if node.style == "|":
+                # Literal block content starts on the line after the '|' indicator.
+                value, found = _expand(node.value, env, node.start_mark.line + 2)
+            else:
+                value, found = _expand(node.value, env, node.start_mark.line + 1, count_lines=False)
+            where = _format_path(path)
+            problems.extend(f"{where}: {p}" if where else p for p in found)
+            node.value = value
+            return
+        for part, child in _children(node):
+            visit(child, (*path, part))
+
+    visit(root, ())
+    return problems
+
+
+def _duplicate_keys(root: yaml.Node) -> list[str]:
+    """YAML silently keeps the last of two equal keys; report them instead."""
+    problems: list[str] = []
+    seen: set[int] = set()
+
+    def visit(node: yaml.Node, path: tuple[int | str, ...]) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in keys:
+                        where = _format_path((*path, key.value))
+                        problems.append(
+                            f"{where}: key appears more than once (line {key.start_mark.line + 1})"
+                        )
+                    keys.add(key.value)
+        for part, child in _children(node):
+            visit(child, (*path, part))
+
+    visit(root, ())
+    return problems
+
+
+def _line_for(root: yaml.Node, loc: tuple[int | str, ...]) -> int:
+    """Line of the node at ``loc``, or of its nearest existing ancestor."""
+    node = root
+    line = root.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in reversed(node.value):  # the last duplicate wins
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    line, node = key.start_mark.line + 1, value
+                    break
+            else:
+                break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if not 0 <= part < len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        what = "; ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        if mark is None:
+            return f"YAML syntax error: {what}"
+        # An unquoted ${...} inside [...] or {...} is a YAML error (braces are flow
+        # indicators there); say so, since the cause is not obvious from YAML's message.
+        lines = text.splitlines()
+        if 0 <= mark.line < len(lines) and "${" in lines[mark.line]:
+            what += "; note: inside [...] or {...}, values using ${...} must be quoted"
+        return f"YAML syntax error: {what} (line {mark.line + 1}, column {mark.column + 1})"
+    return f"YAML syntax error: {exc}"
+
+
+def _compose(text: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        # YAML rejects tab indentation that JSON allows. Tabs in valid JSON can only be
+        # whitespace (they must be escaped inside strings), so swapping them for spaces
+        # is lossless and keeps line numbers.
+        if "\t" in text:
+            try:
+                json.loads(text)
+            except ValueError:
+                pass
+            else:
+                return yaml.compose(text.replace("\t", " "), Loader=yaml.SafeLoader)
+        raise
+
+
+# -------------------------------------------------------------- validation errors
+
+_TYPE_NAMES = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _describe(value: Any) -> str:
+    kind = _TYPE_NAMES.get(type(value))
+    if kind is None or isinstance(value, dict | list):
+        return kind or type(value).__name__
+    text = repr(value)
+    return f"{text[:57]}..." if len(text) > 60 else text
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the model reached by ``loc`` (for "did you mean" hints)."""
+    cls: Any = GatewayConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = cls.model_fields.get(part)
+        if field is None:
+            return []
+        ann: Any = field.annotation
+        while True:
+            origin = typing.get_origin(ann)
+            if origin in (Union, types.UnionType):
+                ann = next((a for a in typing.get_args(ann) if a is not type(None)), None)
+            elif origin is list:
+                ann = typing.get_args(ann)[0]
+            else:
+                break
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        cls = ann
+    return list(cls.model_fields)
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    """Turn one pydantic error into a sentence an operator can act on."""
+    kind: str = err["type"]
+    ctx: Mapping[str, Any] = err.get("ctx") or {}
+    value = err.get("input")
+    got = _describe(value)
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        loc = tuple(err["loc"])
+        fields = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
+        if close:
+            return f"unknown field (did you mean '{close[0]}'?)"
+        if fields:
+            return f"unknown field (expected one of: {', '.join(fields)})"
+        return "unknown field"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping, got {got}"
+    if kind == "list_type":
+        return f"expected a list, got {got}"
+    if kind == "string_type":
+        hint = " (quote it)" if isinstance(value, bool) else ""
+        return f"expected a string, got {got}{hint}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected an integer, got {got}"
+    if kind in ("float_type", "float_parsing"):
+        return f"expected a number, got {got}"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {got}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {got}"
+    bounds = {
+        "greater_than": ("greater than", "gt"),
+        "greater_than_equal": ("at least", "ge"),
+        "less_than": ("less than", "lt"),
+        "less_than_equal": ("at most", "le"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        bound = ctx.get(key)
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)  # "greater than 0", not "greater than 0.0"
+        return f"must be {words} {bound}, got {got}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    msg: str = err["msg"]
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _error_lines(exc: ValidationError, root: yaml.Node | None) -> list[str]:
+    """Format every error; with a YAML tree, add lines and sort by them (file order)."""
+    lines: list[tuple[int, str]] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        ctx = err.get("ctx") or {}
+        if err["type"] == _DUPLICATE_NAME:
+            loc = (*loc, ctx["index"], "name")
+        text = _message(err)
+        where = _format_path(loc)
+        line = f"{where}: {text}" if where else text
+        lineno = 0
+        if root is not None:
+            lineno = _line_for(root, loc)
+            line += f" (line {lineno})"
+        lines.append((lineno, line))
+    lines.sort(key=lambda item: item[0])  # stable: same-line errors keep schema order
+    return [line for _, line in lines]
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def _validate(data: Any, source: str, root: yaml.Node | None) -> GatewayConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        where = f" (line {root.start_mark.line + 1})" if root is not None else ""
+        raise ConfigError(
+            [f"the top level must be a mapping of settings, got {_describe(data)}{where}"],
+            source,
+        )
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_error_lines(exc, root), source) from None
+
+
+def parse_config(
+    text: str, source: str = "<string>", env: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Parse YAML (or JSON) configuration text; ``env`` defaults to ``os.environ``.
+
+    An empty document yields all defaults. Raises :class:`ConfigError`.
+    """
+    if env is None:
+        env = os.environ
+    try:
+        root = _compose(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_error(exc, text)], source) from None
+    if root is None:
+        return GatewayConfig()
+    problems = _duplicate_keys(root) + _interpolate_tree(root, env)
+    if problems:
+        raise ConfigError(problems, source)
+    loader = yaml.SafeLoader("")
+    try:
+        data = loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_error(exc, text)], source) from None
+    finally:
+        loader.dispose()
+    return _validate(data, source, root)
+
+
+def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
+    """Read and parse the configuration file at ``path``. Raises :class:`ConfigError`."""
+    source = os.fspath(path)
+    try:
+        with open(source, encoding="utf-8-sig") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(["configuration file not found"], source) from None
+    except IsADirectoryError:
+        raise ConfigError(["is a directory, not a configuration file"], source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"not valid UTF-8 text ({exc.reason})"], source) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read file: {exc.strerror or exc}"], source) from None
+    return parse_config(text, source)
+
+
+def config_from_dict(data: dict[str, Any]) -> GatewayConfig:
+    """Validate an in-memory config (e.g. the embedded demo); no interpolation is done.
+
+    Raises :class:`ConfigError` with the same messages as files, minus line numbers.
+    """
+    return _validate(data, "<dict>", None)

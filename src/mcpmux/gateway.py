@@ -1,0 +1,243 @@
+"""The gateway: targets, the merged view, client sessions, and what ties them.
+
+It owns every target supervisor and every client session; closing it closes
+them all. The reconciler entry point ``apply`` is how any source of targets
+(the config file, the embedded demo, later discovery) changes the running set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any
+
+from . import __version__
+from .config import GatewayConfig, TargetConfig
+from .jsonrpc import INVALID_PARAMS, Message, RPCError, notification
+from .multiplexer.catalog import CHANGED, KINDS, Kind, Route, View, build_view
+from .multiplexer.naming import split_uri
+from .session import LEVEL_RANK, ClientSession
+from .target import Target
+from .tasks import TaskOwner
+from .upstream.base import SUPPORTED_VERSIONS, UpstreamError, UpstreamSession
+
+log = logging.getLogger("mcpmux.gateway")
+
+REAP_INTERVAL = 30.0
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.targets: dict[str, Target] = {}
+        self.sessions: dict[str, ClientSession] = {}
+        self.view = View()
+        self._tasks = TaskOwner("gateway")
+        self.started_at = time.time()
+
+    # -- lifecycle -------------------------------------------------------
+    async def start(self) -> None:
+        await self.apply(self.config.targets, source="config")
+        self._tasks.spawn(self._reap(), "session-reaper")
+
+    async def aclose(self) -> None:
+        await self._tasks.aclose()
+        sessions, self.sessions = self.sessions, {}
+        await asyncio.gather(*(s.aclose() for s in sessions.values()), return_exceptions=True)
+        targets, self.targets = self.targets, {}
+        await asyncio.gather(*(t.aclose() for t in targets.values()), return_exceptions=True)
+
+    async def apply(self, desired: list[TargetConfig], source: str) -> None:
+        """Reconcile the running targets of ``source`` with the desired list."""
+        wanted = {t.name: t for t in desired}
+        for name, target in list(self.targets.items()):
+            if target.source != source:
+                continue
+            if name not in wanted or wanted[name] != target.config:
+                del self.targets[name]
+                await target.aclose()
+                log.info("target '%s': removed", name)
+        for name, cfg in wanted.items():
+            if name in self.targets:
+                if self.targets[name].source != source:
+                    log.error("target '%s' from %s clashes with one from %s; ignored",
+                              name, source, self.targets[name].source)
+                continue
+            target = Target(cfg, self._catalog_changed, self._target_message, source)
+            self.targets[name] = target
+            target.start()
+        self._catalog_changed(None)
+
+    async def wait_ready(self) -> None:
+        """Wait (bounded by each target's timeout) for targets still on their first try."""
+        waiting = [t for t in self.targets.values() if not t.first_attempt.is_set()]
+        if not waiting:
+            return
+        await asyncio.gather(
+            *(asyncio.wait_for(t.first_attempt.wait(), t.config.timeout) for t in waiting),
+            return_exceptions=True,
+        )
+
+    # -- the merged view -------------------------------------------------
+    def _catalog_changed(self, _target: Target | None) -> None:
+        ready = [(t.name, t.catalog) for t in self.targets.values() if t.ready]
+        old = self.view
+        self.view = build_view(ready, self.config.prefix, len(self.targets))
+        changed = {CHANGED[k] for k in KINDS if old.digests.get(k, b"[]") != self.view.digests[k]}
+        for method in sorted(changed):
+            msg = notification(method)
+            for s in list(self.sessions.values()):
+                s.post(msg)
+
+    async def list_page(self, kind: Kind, cursor: Any) -> dict[str, Any]:
+        if cursor is not None and not isinstance(cursor, str):
+            raise RPCError(INVALID_PARAMS, "cursor must be a string")
+        await self.wait_ready()
+        items, next_cursor = self.view.page(kind, cursor, self.config.limits.page_size)
+        out: dict[str, Any] = {kind: items}
+        if next_cursor:
+            out["nextCursor"] = next_cursor
+        return out
+
+    def unavailable_route(self, name: str, what: str) -> Route:
+        """A name not in the view: a known target that is down, or an error."""
+        target, sep, rest = name.partition("_")
+        if sep and target in self.targets and not self.targets[target].ready:
+            return Route(target, rest)
+        raise RPCError(INVALID_PARAMS, f"unknown {what}: {name}")
+
+    def capabilities(self) -> dict[str, Any]:
+        """The union of what ready targets offer; list_changed always (targets come and go)."""
+        caps: dict[str, Any] = {
+            "tools": {"listChanged": True},
+            "prompts": {"listChanged": True},
+            "resources": {"listChanged": True},
+        }
+        for t in self.targets.values():
+            if not t.ready:
+                continue
+            tc = t.catalog.capabilities
+            if isinstance(tc.get("resources"), dict) and tc["resources"].get("subscribe"):
+                caps["resources"]["subscribe"] = True
+            for key in ("logging", "completions"):
+                if key in tc:
+                    caps[key] = {}
+            if isinstance(tc.get("experimental"), dict):
+                caps.setdefault("experimental", {}).update(tc["experimental"])
+        return caps
+
+    # -- client sessions -------------------------------------------------
+    async def initialize(self, msg: Message) -> tuple[ClientSession, Message]:
+        params = msg.get("params") or {}
+        if not isinstance(params, dict):
+            raise RPCError(INVALID_PARAMS, "initialize params must be an object")
+        requested = params.get("protocolVersion")
+        if not isinstance(requested, str):
+            raise RPCError(INVALID_PARAMS, "initialize needs params.protocolVersion (a string)")
+        version = requested if requested in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[0]
+        if len(self.sessions) >= self.config.limits.max_sessions:
+            raise RPCError(-32000, "too many sessions: the gateway is at its session limit")
+        await self.wait_ready()
+        sid = secrets.token_hex(16)
+        session = ClientSession(self, sid, version, params)
+        self.sessions[sid] = session
+        res: dict[str, Any] = {
+            "protocolVersion": version,
+            "capabilities": self.capabilities(),
+            "serverInfo": {"name": "mcpmux", "title": "mcpmux gateway", "version": __version__},
+        }
+        instructions = [
+            f"[{t.name}] {t.catalog.instructions}"
+            for t in self.targets.values()
+            if t.ready and isinstance(t.catalog.instructions, str) and t.catalog.instructions
+        ]
+        if instructions:
+            res["instructions"] = "\n\n".join(instructions)
+        log.info("session %s: opened by %s (%s)", sid[:8],
+                 session.client_info.get("name", "?"), version)
+        return session, {"jsonrpc": "2.0", "id": msg["id"], "result": res}
+
+    async def close_session(self, sid: str) -> bool:
+        session = self.sessions.pop(sid, None)
+        if session is None:
+            return False
+        await session.aclose()
+        await self.shared_log_levels()
+        log.info("session %s: closed", sid[:8])
+        return True
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            limit = self.config.limits.session_idle_timeout
+            now = time.monotonic()
+            for sid, s in list(self.sessions.items()):
+                if s.streams == 0 and now - s.last_active > limit:
+                    log.info("session %s: idle for %.0f s; closing", sid[:8], now - s.last_active)
+                    await self.close_session(sid)
+
+    # -- shared (stdio) targets: per-client state kept here --------------
+    async def shared_log_levels(self) -> None:
+        """A shared target logs at the most verbose level any client asked for."""
+        levels = [s.log_level for s in self.sessions.values() if s.log_level]
+        level = min(levels, key=LEVEL_RANK.__getitem__) if levels else None
+        for t in self.targets.values():
+            if not t.shared or t.session is None or level is None or level == t.upstream_log_level:
+                continue
+            if "logging" not in t.catalog.capabilities:
+                continue
+            try:
+                await t.session.request("logging/setLevel", {"level": level}, timeout=t.config.timeout)
+                t.upstream_log_level = level
+            except UpstreamError as exc:
+                log.info("target '%s': setLevel failed: %s", t.name, exc.reason)
+
+    async def _target_message(self, target: Target, msg: Message, upstream: UpstreamSession) -> None:
+        """An unsolicited message on a target's own session (shared, or the catalog session)."""
+        method = msg.get("method", "")
+        params = msg.get("params") or {}
+        if "id" in msg:
+            reply: Message
+            if method == "roots/list":
+                reply = {"jsonrpc": "2.0", "id": msg["id"], "result": {"roots": []}}
+            elif method == "ping":
+                reply = {"jsonrpc": "2.0", "id": msg["id"], "result": {}}
+            else:
+                reply = {
+                    "jsonrpc": "2.0",
+                    "id": msg["id"],
+                    "error": {"code": -32601, "message": f"{method} needs a call in flight to relay it"},
+                }
+            try:
+                await upstream.respond(reply)
+            except UpstreamError:
+                pass
+            return
+        if method == "notifications/resources/updated":
+            uri = params.get("uri")
+            subs = target.subscribers.get(uri, ()) if isinstance(uri, str) else ()
+            exposed = {**msg, "params": {**params, "uri": self.view.expose_uri(target.name, uri)}}
+            for sid in list(subs):
+                s = self.sessions.get(sid)
+                if s is not None:
+                    s.post(exposed)
+        elif method == "notifications/message" and target.shared:
+            for s in list(self.sessions.values()):
+                if s.log_level is not None and s.admits(msg):
+                    s.post(msg)
+
+    # -- admin -----------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "targets": [t.status() for t in self.targets.values()],
+            "sessions": len(self.sessions),
+            "conflicts": self.view.conflicts,
+        }
+
+    def ready(self) -> bool:
+        return all(t.first_attempt.is_set() for t in self.targets.values())
+
+
+_ = split_uri  # re-exported for routing helpers

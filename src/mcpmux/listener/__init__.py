@@ -1,0 +1,1 @@
+"""Client-facing listeners: one module per wire protocol."""

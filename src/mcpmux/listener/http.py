@@ -1,0 +1,280 @@
+"""The streamable HTTP listener (MCP 2025-03-26 .. 2025-11-25) at ``/mcp``.
+
+Raw ASGI rather than a framework route: the hot path parses the body once,
+picks JSON or SSE lazily (JSON unless the target sends something before its
+answer), and writes bytes straight out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from ..gateway import Gateway
+from ..jsonrpc import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    Message,
+    RPCError,
+    error,
+    is_notification,
+    is_request,
+    validate,
+)
+from ..session import ClientSession
+from ..sse import encode
+from ..upstream.base import SUPPORTED_VERSIONS
+
+log = logging.getLogger("mcpmux.listener")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+JSON_HEADERS = [(b"content-type", b"application/json")]
+LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, code: int = INVALID_REQUEST, id: Any = None) -> None:  # noqa: A002
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.id = id
+
+
+async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*JSON_HEADERS, (b"content-length", str(len(data)).encode()), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+async def send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+class Emitter:
+    """Writes a call's intermediate messages: starts SSE on the first one."""
+
+    __slots__ = ("headers", "send", "started")
+
+    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        self.send = send
+        self.headers = headers
+        self.started = False
+
+    async def __call__(self, msg: Message) -> None:
+        if not self.started:
+            self.started = True
+            await self.send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.headers]})
+        await self.send({"type": "http.response.body", "body": encode(orjson.dumps(msg)), "more_body": True})
+
+    async def finish(self, msg: Message) -> None:
+        if self.started:
+            await self.send({"type": "http.response.body", "body": encode(orjson.dumps(msg))})
+        else:
+            await send_json(self.send, 200, msg, self.headers)
+
+
+class StreamableHTTP:
+    """ASGI app: ``/mcp`` (and ``/mcp/``); everything else is 404."""
+
+    def __init__(self, gateway: Gateway, path: str = "/mcp") -> None:
+        self.gateway = gateway
+        self.path = path
+        self.extra: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"].rstrip("/") or "/"
+        handler = self.extra.get(path)
+        if path != self.path and handler is None:
+            await send_json(send, 404, {"error": f"not found: the MCP endpoint is {self.path}"})
+            return
+        headers = _headers(scope)
+        if not self._origin_ok(headers.get("origin")):
+            await send_json(send, 403, error(None, INVALID_REQUEST, f"forbidden: Origin {headers['origin']} is not allowed (see allowed_origins)"))
+            return
+        if handler is not None:
+            await handler(scope, receive, send)
+            return
+        method = scope["method"]
+        try:
+            if method == "POST":
+                await self._post(headers, receive, send)
+            elif method == "GET":
+                await self._get(headers, receive, send)
+            elif method == "DELETE":
+                await self._delete(headers, send)
+            else:
+                await send_json(send, 405, error(None, INVALID_REQUEST, f"method {method} not allowed: use POST, GET or DELETE"),
+                                [(b"allow", b"GET, POST, DELETE")])
+        except HttpError as exc:
+            await send_json(send, exc.status, error(exc.id, exc.code, exc.message))
+
+    def _origin_ok(self, origin: str | None) -> bool:
+        if origin is None:
+            return True
+        allowed = self.gateway.config.allowed_origins
+        if "*" in allowed or origin in allowed:
+            return True
+        host = urlsplit(origin).hostname
+        return host in LOOPBACK
+
+    def _session(self, headers: dict[str, str]) -> ClientSession:
+        sid = headers.get("mcp-session-id")
+        if not sid:
+            raise HttpError(400, "missing Mcp-Session-Id header: initialize first and send the id it returned")
+        session = self.gateway.sessions.get(sid)
+        if session is None:
+            raise HttpError(404, "unknown or expired session: initialize a new one", -32001)
+        version = headers.get("mcp-protocol-version")
+        if version is not None and version not in SUPPORTED_VERSIONS:
+            raise HttpError(400, f"unsupported MCP-Protocol-Version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
+        return session
+
+    async def _post(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
+        accept = headers.get("accept", "")
+        if not (_accepts(accept, "application/json") and _accepts(accept, "text/event-stream")):
+            raise HttpError(406, "not acceptable: Accept must list application/json and text/event-stream")
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise HttpError(415, f"unsupported media type {ctype or '(none)'}: send application/json")
+        body = await _read_body(receive, headers, self.gateway.config.limits.max_body_bytes)
+        try:
+            msg = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise HttpError(400, f"parse error: {exc}", PARSE_ERROR) from None
+        if isinstance(msg, list):
+            raise HttpError(400, "JSON-RPC batches are not supported (removed in MCP 2025-06-18): send one message per request")
+        problem = validate(msg)
+        if problem:
+            raise HttpError(400, f"invalid request: {problem}", INVALID_REQUEST, msg.get("id") if isinstance(msg, dict) else None)
+        if msg.get("method") == "initialize" and "id" in msg:
+            await self._initialize(msg, send)
+            return
+        session = self._session(headers)
+        session_hdr = [(b"mcp-session-id", session.id.encode())]
+        if is_request(msg):
+            emitter = Emitter(send, session_hdr)
+            try:
+                resp = await session.handle(msg, emitter)
+            except Exception:
+                log.exception("session %s: request %s failed", session.id[:8], msg.get("method"))
+                resp = error(msg["id"], -32603, "internal gateway error (see the gateway log)")
+            await emitter.finish(resp)
+        elif is_notification(msg):
+            await session.on_notification(msg)
+            await send_empty(send, 202)
+        else:
+            await session.on_response(msg)
+            await send_empty(send, 202)
+
+    async def _initialize(self, msg: Message, send: Send) -> None:
+        try:
+            session, resp = await self.gateway.initialize(msg)
+        except RPCError as exc:
+            await send_json(send, 400, exc.to_message(msg["id"]))
+            return
+        await send_json(send, 200, resp, [(b"mcp-session-id", session.id.encode())])
+
+    async def _get(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
+        if not _accepts(headers.get("accept", ""), "text/event-stream"):
+            raise HttpError(406, "not acceptable: a GET stream needs Accept: text/event-stream")
+        session = self._session(headers)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*SSE_HEADERS, (b"mcp-session-id", session.id.encode())]})
+        await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
+
+        async def pump() -> None:
+            while True:
+                msg = await session.outbox.get()
+                await send({"type": "http.response.body", "body": encode(orjson.dumps(msg)), "more_body": True})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(disconnected())]
+        session.streams += 1
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            session.streams -= 1
+            session.last_active = time.monotonic()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b""})
+
+    async def _delete(self, headers: dict[str, str], send: Send) -> None:
+        session = self._session(headers)
+        await self.gateway.close_session(session.id)
+        await send_empty(send, 200)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _accepts(accept: str, mime: str) -> bool:
+    major = mime.split("/")[0]
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in (mime, "*/*", f"{major}/*"):
+            return True
+    return False
+
+
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise HttpError(413, f"request body too large: {length} bytes, the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        event = await receive()
+        if event["type"] == "http.disconnect":
+            raise HttpError(400, "client disconnected while sending the body")
+        chunk = event.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"request body too large: over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not event.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        event = await receive()
+        if event["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif event["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

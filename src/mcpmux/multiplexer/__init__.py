@@ -1,0 +1,1 @@
+"""The multiplexer: the merged catalog clients see, and the routes back to targets."""

@@ -1,0 +1,217 @@
+"""The merged catalog: what each target offers, and the view clients are shown.
+
+A target's catalog is fetched whole (every upstream page followed) when it
+connects and whenever it says ``list_changed``; clients are served from the
+merged ``View``, so a list never waits on a slow target and no upstream page
+is dropped. The view is rebuilt only when a catalog changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from ..jsonrpc import INVALID_PARAMS, RPCError
+from .naming import prefixed_name, prefixed_uri, split_uri, template_regex
+
+log = logging.getLogger("mcpmux.catalog")
+
+Kind = Literal["tools", "prompts", "resources", "resourceTemplates"]
+KINDS: tuple[Kind, ...] = ("tools", "prompts", "resources", "resourceTemplates")
+LIST_METHODS: dict[str, Kind] = {
+    "tools/list": "tools",
+    "prompts/list": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+}
+#: The notification that tells clients a kind changed.
+CHANGED: dict[Kind, str] = {
+    "tools": "notifications/tools/list_changed",
+    "prompts": "notifications/prompts/list_changed",
+    "resources": "notifications/resources/list_changed",
+    "resourceTemplates": "notifications/resources/list_changed",
+}
+#: Which server capability must be present for a kind to be listed.
+CAPABILITY: dict[Kind, str] = {
+    "tools": "tools",
+    "prompts": "prompts",
+    "resources": "resources",
+    "resourceTemplates": "resources",
+}
+
+
+@dataclass
+class TargetCatalog:
+    """Everything one target offers, as it sent it."""
+
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    server_info: dict[str, Any] = field(default_factory=dict)
+    instructions: str | None = None
+    items: dict[Kind, list[dict[str, Any]]] = field(
+        default_factory=lambda: {k: [] for k in KINDS}
+    )
+
+    def counts(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.items.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    target: str
+    original: str  # the name or URI as the target knows it
+
+
+@dataclass
+class View:
+    """The union clients see, with the routes back to owners."""
+
+    prefixed: bool = False
+    #: kind -> [(target, items exposed to clients)], in target order.
+    lists: dict[Kind, list[tuple[str, list[dict[str, Any]]]]] = field(
+        default_factory=lambda: {k: [] for k in KINDS}
+    )
+    tools: dict[str, Route] = field(default_factory=dict)
+    prompts: dict[str, Route] = field(default_factory=dict)
+    resources: dict[str, Route] = field(default_factory=dict)
+    #: original URI -> targets that list it (for URIs clients learned from content).
+    original_uris: dict[str, list[str]] = field(default_factory=dict)
+    #: (matcher of the exposed template, matcher of the original, route)
+    templates: list[tuple[re.Pattern[str], re.Pattern[str], Route]] = field(default_factory=list)
+    targets: set[str] = field(default_factory=set)
+    #: exposed template URI -> route (for completion/complete ref/resource).
+    template_uris: dict[str, Route] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+    digests: dict[Kind, bytes] = field(default_factory=dict)
+
+    # -- routing ---------------------------------------------------------
+    def route_uri(self, uri: str) -> Route | None:
+        """Find the owner of a resource URI: listed, template-matched or prefix-parsed."""
+        route = self.resources.get(uri)
+        if route is not None:
+            return route
+        if self.prefixed:
+            parts = split_uri(uri)
+            if parts is not None and parts[0] in self.targets:
+                return Route(parts[0], parts[1])
+        owners = self.original_uris.get(uri)
+        if owners and len(owners) == 1:
+            return Route(owners[0], uri)
+        # A URI the client built from a template, or learned from a result's content.
+        for _, original, route in self.templates:
+            if original.match(uri):
+                return Route(route.target, uri)
+        return None
+
+    def expose_uri(self, target: str, uri: str) -> str:
+        return prefixed_uri(target, uri) if self.prefixed else uri
+
+    # -- pagination ------------------------------------------------------
+    def page(self, kind: Kind, cursor: str | None, page_size: int) -> tuple[list[Any], str | None]:
+        """One page of the merged list; the cursor remembers each target's position."""
+        groups = self.lists[kind]
+        if cursor is None:
+            pending = [[t, 0] for t, _ in groups]
+        else:
+            pending = _decode_cursor(cursor, kind)
+        by_target = dict(groups)
+        out: list[Any] = []
+        rest: list[list[Any]] = []
+        for i, (target, offset) in enumerate(pending):
+            items = by_target.get(target)
+            if items is None:
+                continue  # the target left since the cursor was made
+            if page_size and len(out) >= page_size:
+                rest.extend(pending[i:])
+                break
+            take = items[offset:] if not page_size else items[offset : offset + page_size - len(out)]
+            out.extend(take)
+            if offset + len(take) < len(items):
+                rest.append([target, offset + len(take)])
+                rest.extend(pending[i + 1 :])
+                break
+        rest = [p for p in rest if p[0] in by_target]
+        return out, (_encode_cursor(kind, rest) if rest else None)
+
+
+def _encode_cursor(kind: str, pending: list[list[Any]]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"k": kind, "p": pending})).decode()
+
+
+def _decode_cursor(cursor: str, kind: str) -> list[list[Any]]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        pending = data["p"]
+        if data["k"] != kind or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], int)
+            for p in pending
+        ):
+            raise ValueError
+        return [list(p) for p in pending]
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise RPCError(INVALID_PARAMS, "invalid cursor: pass back a nextCursor this gateway gave") from None
+
+
+def build_view(
+    catalogs: list[tuple[str, TargetCatalog]], mode: str, configured: int
+) -> View:
+    """Merge ready targets' catalogs. ``configured`` counts all targets, ready or not,
+    so names do not change when one target goes down."""
+    prefixed = mode == "always" or (mode == "conditional" and configured >= 2)
+    view = View(prefixed=prefixed)
+    for target, cat in catalogs:
+        view.targets.add(target)
+        for kind in ("tools", "prompts"):
+            table = view.tools if kind == "tools" else view.prompts
+            exposed_items = []
+            for item in cat.items[kind]:  # type: ignore[index]
+                name = item.get("name")
+                if not isinstance(name, str):
+                    continue
+                exposed = prefixed_name(target, name) if prefixed else name
+                if exposed in table:
+                    other = table[exposed].target
+                    exposed = prefixed_name(target, name)
+                    view.conflicts.append(
+                        f"{kind[:-1]} '{name}' of target '{target}' clashes with target "
+                        f"'{other}'; exposed as '{exposed}'"
+                    )
+                    log.warning("%s", view.conflicts[-1])
+                table[exposed] = Route(target, name)
+                exposed_items.append(item if exposed == name else {**item, "name": exposed})
+            view.lists[kind].append((target, exposed_items))  # type: ignore[index]
+        res_items = []
+        for item in cat.items["resources"]:
+            uri = item.get("uri")
+            if not isinstance(uri, str):
+                continue
+            exposed = prefixed_uri(target, uri) if prefixed else uri
+            if exposed in view.resources:
+                exposed = prefixed_uri(target, uri)
+                view.conflicts.append(
+                    f"resource '{uri}' of target '{target}' clashes with target "
+                    f"'{view.resources[uri].target}'; exposed as '{exposed}'"
+                )
+            view.resources[exposed] = Route(target, uri)
+            view.original_uris.setdefault(uri, []).append(target)
+            res_items.append(item if exposed == uri else {**item, "uri": exposed})
+        view.lists["resources"].append((target, res_items))
+        tpl_items = []
+        for item in cat.items["resourceTemplates"]:
+            tpl = item.get("uriTemplate")
+            if not isinstance(tpl, str):
+                continue
+            exposed = prefixed_uri(target, tpl) if prefixed else tpl
+            route = Route(target, tpl)
+            view.templates.append((template_regex(exposed), template_regex(tpl), route))
+            view.template_uris[exposed] = route
+            tpl_items.append(item if exposed == tpl else {**item, "uriTemplate": exposed})
+        view.lists["resourceTemplates"].append((target, tpl_items))
+    for kind in KINDS:
+        view.digests[kind] = orjson.dumps(view.lists[kind])
+    return view

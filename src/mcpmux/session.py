@@ -1,0 +1,413 @@
+"""A client session: what one connected client is, and how its requests travel.
+
+Session state is plain data (era, capabilities, log level, subscriptions, the
+ids it owes answers to) so that it can later move to a shared store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .jsonrpc import (
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    REQUEST_CANCELLED,
+    TARGET_UNAVAILABLE,
+    Message,
+    RPCError,
+    error,
+    result,
+)
+from .multiplexer.catalog import LIST_METHODS, Route
+from .upstream.base import UpstreamError, UpstreamSession
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+    from .target import Target
+
+log = logging.getLogger("mcpmux.session")
+
+Emit = Callable[[Message], Awaitable[None]]
+
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+LEVEL_RANK = {name: i for i, name in enumerate(LOG_LEVELS)}
+#: Server->client requests and the client capability each needs.
+NEEDS_CAPABILITY = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+OUTBOX_LIMIT = 1000
+_tokens = itertools.count(1)
+
+
+class Call:
+    """The sink for one forwarded request: its stream back to the client."""
+
+    __slots__ = ("cancelled", "emit", "session", "target", "token")
+
+    def __init__(self, session: ClientSession, target: str, emit: Emit | None, token: Any) -> None:
+        self.session = session
+        self.target = target
+        self.emit = emit
+        self.token = token
+        self.cancelled = False
+
+    async def notify(self, msg: Message) -> None:
+        method = msg.get("method")
+        if method == "notifications/progress":
+            if self.token is None:
+                return
+            msg = {**msg, "params": {**msg.get("params", {}), "progressToken": self.token}}
+        elif method == "notifications/message" and not self.session.admits(msg):
+            return
+        await self.session.send(msg, self.emit)
+
+    async def server_request(self, msg: Message, upstream: UpstreamSession) -> None:
+        await self.session.relay_request(msg, upstream, self.emit)
+
+
+class ClientSession:
+    def __init__(
+        self, gateway: Gateway, sid: str, protocol_version: str, params: dict[str, Any]
+    ) -> None:
+        self.gateway = gateway
+        self.id = sid
+        self.protocol_version = protocol_version
+        caps = params.get("capabilities")
+        self.capabilities: dict[str, Any] = caps if isinstance(caps, dict) else {}
+        info = params.get("clientInfo")
+        self.client_info: dict[str, Any] = info if isinstance(info, dict) else {}
+        self.log_level: str | None = None
+        self.subscriptions: set[str] = set()
+        self.upstreams: dict[str, UpstreamSession] = {}
+        self.outbox: asyncio.Queue[Message] = asyncio.Queue(OUTBOX_LIMIT)
+        self.last_active = time.monotonic()
+        self.closed = False
+        #: GET streams open now: a session with one is not idle.
+        self.streams = 0
+        self._opening: dict[str, asyncio.Lock] = {}
+        self._ids = itertools.count(1)
+        #: our id -> (upstream session, the target's id) for requests relayed to the client
+        self._owed: dict[int, tuple[UpstreamSession, Any]] = {}
+        #: client request id -> (upstream, upstream id, task, call) while in flight
+        self._inflight: dict[Any, tuple[UpstreamSession, int, asyncio.Task[Any] | None, Call]] = {}
+
+    # -- outgoing --------------------------------------------------------
+    async def send(self, msg: Message, emit: Emit | None = None) -> None:
+        """On the stream of the call that caused it if there is one, else the GET stream."""
+        if emit is not None:
+            await emit(msg)
+            return
+        self.post(msg)
+
+    def post(self, msg: Message) -> None:
+        """Queue for the GET stream; when nobody reads it, the oldest is dropped."""
+        if self.outbox.full():
+            self.outbox.get_nowait()
+            log.debug("session %s: outbox full, dropped the oldest message", self.id[:8])
+        self.outbox.put_nowait(msg)
+
+    def admits(self, msg: Message) -> bool:
+        if self.log_level is None:
+            return True
+        level = (msg.get("params") or {}).get("level")
+        return LEVEL_RANK.get(level, len(LEVEL_RANK)) >= LEVEL_RANK[self.log_level]
+
+    async def relay_request(
+        self, msg: Message, upstream: UpstreamSession, emit: Emit | None
+    ) -> None:
+        """A target asks the client something: give it our id, remember whose it is."""
+        needed = NEEDS_CAPABILITY.get(msg.get("method", ""))
+        if needed is not None and needed not in self.capabilities:
+            await upstream.respond(
+                error(msg["id"], METHOD_NOT_FOUND, f"the client did not declare the '{needed}' capability")
+            )
+            return
+        gid = next(self._ids)
+        self._owed[gid] = (upstream, msg["id"])
+        await self.send({**msg, "id": gid}, emit)
+
+    # -- incoming --------------------------------------------------------
+    async def on_response(self, msg: Message) -> bool:
+        """The client answers a request we relayed; pass it to the target that asked."""
+        entry = self._owed.pop(msg.get("id"), None)  # type: ignore[arg-type]
+        if entry is None:
+            return False
+        upstream, upstream_id = entry
+        try:
+            await upstream.respond({**msg, "id": upstream_id})
+        except UpstreamError as exc:
+            log.warning("session %s: could not deliver an answer: %s", self.id[:8], exc)
+        return True
+
+    async def on_notification(self, msg: Message) -> None:
+        method = msg["method"]
+        params = msg.get("params") or {}
+        if method == "notifications/cancelled":
+            entry = self._inflight.get(params.get("requestId"))
+            if entry is None:
+                return
+            upstream, rid, task, call = entry
+            call.cancelled = True
+            try:
+                await upstream.notify(
+                    {"jsonrpc": "2.0", "method": method, "params": {**params, "requestId": rid}}
+                )
+            except UpstreamError:
+                pass
+            upstream.cancel_pending(rid, "cancelled by the client")
+            if task is not None and not task.done():
+                task.cancel()
+        elif method == "notifications/roots/list_changed":
+            for upstream in list(self.upstreams.values()):
+                try:
+                    await upstream.notify(msg)
+                except UpstreamError:
+                    pass
+        # notifications/initialized and anything else: nothing to forward.
+
+    async def handle(self, msg: Message, emit: Emit | None) -> Message:
+        """Answer one client request; intermediate messages go through ``emit``."""
+        self.last_active = time.monotonic()
+        method: str = msg["method"]
+        rid = msg["id"]
+        params = msg.get("params")
+        if params is not None and not isinstance(params, dict):
+            return error(rid, INVALID_PARAMS, "params must be an object")
+        params = params or {}
+        try:
+            if method == "ping":
+                return result(rid, {})
+            kind = LIST_METHODS.get(method)
+            if kind is not None:
+                return result(rid, await self.gateway.list_page(kind, params.get("cursor")))
+            if method == "tools/call":
+                route = self._route_name(params, self.gateway.view.tools, "tool")
+                return await self._forward(route, msg, {**params, "name": route.original}, emit)
+            if method == "prompts/get":
+                route = self._route_name(params, self.gateway.view.prompts, "prompt")
+                return await self._forward(route, msg, {**params, "name": route.original}, emit)
+            if method == "resources/read":
+                route = self._route_uri(params)
+                resp = await self._forward(route, msg, {**params, "uri": route.original}, emit)
+                return self._expose_contents(route, resp)
+            if method in ("resources/subscribe", "resources/unsubscribe"):
+                return await self._subscription(method, msg, params)
+            if method == "completion/complete":
+                return await self._complete(msg, params, emit)
+            if method == "logging/setLevel":
+                return await self._set_level(rid, params)
+            if method == "initialize":
+                raise RPCError(-32600, "this session is already initialized")
+            raise RPCError(METHOD_NOT_FOUND, f"method not found: {method}")
+        except RPCError as exc:
+            return exc.to_message(rid)
+
+    # -- routing ---------------------------------------------------------
+    def _route_name(self, params: dict[str, Any], table: dict[str, Route], what: str) -> Route:
+        name = params.get("name")
+        if not isinstance(name, str):
+            raise RPCError(INVALID_PARAMS, f"params.name must be the {what}'s name")
+        route = table.get(name)
+        if route is None:
+            route = self.gateway.unavailable_route(name, what)
+        return route
+
+    def _route_uri(self, params: dict[str, Any]) -> Route:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise RPCError(INVALID_PARAMS, "params.uri must be a string")
+        route = self.gateway.view.route_uri(uri)
+        if route is None:
+            raise RPCError(INVALID_PARAMS, f"unknown resource: {uri}", {"uri": uri})
+        return route
+
+    def _expose_contents(self, route: Route, resp: Message) -> Message:
+        view = self.gateway.view
+        res = resp.get("result")
+        if not view.prefixed or not isinstance(res, dict) or not isinstance(res.get("contents"), list):
+            return resp
+        contents = [
+            {**c, "uri": view.expose_uri(route.target, c["uri"])}
+            if isinstance(c, dict) and isinstance(c.get("uri"), str)
+            else c
+            for c in res["contents"]
+        ]
+        return {**resp, "result": {**res, "contents": contents}}
+
+    async def upstream_for(self, target: Target) -> UpstreamSession:
+        """The upstream session this client uses for ``target`` (opened on first use)."""
+        if target.shared:
+            if target.session is None:
+                raise UpstreamError(target.name, f"not ready ({target.last_error or target.state})")
+            return target.session
+        up = self.upstreams.get(target.name)
+        if up is not None and not up.closed.is_set():
+            return up
+        lock = self._opening.setdefault(target.name, asyncio.Lock())
+        async with lock:
+            up = self.upstreams.get(target.name)
+            if up is not None and not up.closed.is_set():
+                return up
+            if self.closed:
+                raise UpstreamError(target.name, "client session closed")
+            up = target.new_session()
+            up.on_unsolicited = self._unsolicited
+            await up.open(self.capabilities, self.client_info, self.protocol_version)
+            if self.log_level is not None and "logging" in (up.init_result.get("capabilities") or {}):
+                await up.request("logging/setLevel", {"level": self.log_level}, timeout=target.config.timeout)
+            self.upstreams[target.name] = up
+            return up
+
+    async def _forward(
+        self, route: Route, msg: Message, params: dict[str, Any], emit: Emit | None
+    ) -> Message:
+        rid = msg["id"]
+        target = self.gateway.targets.get(route.target)
+        if target is None or not target.ready:
+            state = "removed" if target is None else (target.last_error or target.state)
+            return error(
+                rid,
+                TARGET_UNAVAILABLE,
+                f"target '{route.target}' is unavailable: {state}",
+                {"target": route.target},
+            )
+        token = None
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and "progressToken" in meta:
+            token = meta["progressToken"]
+            params = {**params, "_meta": {**meta, "progressToken": f"mcpmux-{next(_tokens)}"}}
+        call = Call(self, route.target, emit, token)
+        try:
+            upstream = await self.upstream_for(target)
+            uid = upstream.next_id()
+            self._inflight[rid] = (upstream, uid, asyncio.current_task(), call)
+            try:
+                resp = await upstream.request(msg["method"], params, call, id=uid)
+            finally:
+                self._inflight.pop(rid, None)
+        except UpstreamError as exc:
+            return error(rid, TARGET_UNAVAILABLE, str(exc), {"target": route.target})
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not call.cancelled or task is None:
+                raise
+            task.uncancel()
+            return error(rid, REQUEST_CANCELLED, "request cancelled by the client")
+        out = dict(resp)
+        out["id"] = rid
+        return out
+
+    async def _subscription(self, method: str, msg: Message, params: dict[str, Any]) -> Message:
+        route = self._route_uri(params)
+        uri = params["uri"]
+        target = self.gateway.targets.get(route.target)
+        if target is not None and target.shared:
+            subs = target.subscribers.setdefault(route.original, set())
+            first, last = not subs, False
+            if method == "resources/subscribe":
+                subs.add(self.id)
+                self.subscriptions.add(uri)
+            else:
+                subs.discard(self.id)
+                self.subscriptions.discard(uri)
+                last = not subs
+                if not subs:
+                    target.subscribers.pop(route.original, None)
+            if (method == "resources/subscribe" and first) or last:
+                return await self._forward(route, msg, {**params, "uri": route.original}, None)
+            return result(msg["id"], {})
+        resp = await self._forward(route, msg, {**params, "uri": route.original}, None)
+        if "result" in resp:
+            if method == "resources/subscribe":
+                self.subscriptions.add(uri)
+            else:
+                self.subscriptions.discard(uri)
+        return resp
+
+    async def _complete(self, msg: Message, params: dict[str, Any], emit: Emit | None) -> Message:
+        ref = params.get("ref")
+        if not isinstance(ref, dict):
+            raise RPCError(INVALID_PARAMS, "params.ref must be an object")
+        view = self.gateway.view
+        if ref.get("type") == "ref/prompt":
+            route = self._route_name(ref, view.prompts, "prompt")
+            new_ref = {**ref, "name": route.original}
+        elif ref.get("type") == "ref/resource":
+            uri = ref.get("uri")
+            found = view.template_uris.get(uri) if isinstance(uri, str) else None
+            route = found or self._route_uri(ref)
+            new_ref = {**ref, "uri": route.original}
+        else:
+            raise RPCError(INVALID_PARAMS, "params.ref.type must be ref/prompt or ref/resource")
+        return await self._forward(route, msg, {**params, "ref": new_ref}, emit)
+
+    async def _set_level(self, rid: Any, params: dict[str, Any]) -> Message:
+        level = params.get("level")
+        if level not in LEVEL_RANK:
+            raise RPCError(INVALID_PARAMS, f"level must be one of {', '.join(LOG_LEVELS)}")
+        self.log_level = level
+        for name, up in list(self.upstreams.items()):
+            if "logging" in (up.init_result.get("capabilities") or {}):
+                try:
+                    await up.request("logging/setLevel", {"level": level}, timeout=10)
+                except UpstreamError as exc:
+                    log.info("session %s: setLevel on '%s' failed: %s", self.id[:8], name, exc.reason)
+        await self.gateway.shared_log_levels()
+        return result(rid, {})
+
+    async def _unsolicited(self, msg: Message, upstream: UpstreamSession) -> None:
+        """A message on this client's own upstream session that no call carried."""
+        method = msg.get("method", "")
+        target = self.gateway.targets.get(upstream.target)
+        if "id" in msg:
+            await self.relay_request(msg, upstream, None)
+        elif method.endswith("/list_changed"):
+            if target is not None:
+                from .target import LIST_CHANGED
+
+                kind = LIST_CHANGED.get(method)
+                if kind is not None:
+                    target.refresh(kind)
+        elif method == "notifications/resources/updated":
+            params = msg.get("params") or {}
+            uri = params.get("uri")
+            if isinstance(uri, str):
+                exposed = self.gateway.view.expose_uri(upstream.target, uri)
+                self.post({**msg, "params": {**params, "uri": exposed}})
+        elif method == "notifications/message":
+            if self.admits(msg):
+                self.post(msg)
+        elif method != "notifications/progress":
+            self.post(msg)
+
+    # -- end -------------------------------------------------------------
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for _, _, task, call in list(self._inflight.values()):
+            if task is not None and not task.done() and task is not asyncio.current_task():
+                call.cancelled = True
+                task.cancel()
+        ups, self.upstreams = self.upstreams, {}
+        await asyncio.gather(*(u.aclose("client session ended") for u in ups.values()))
+        for target in self.gateway.targets.values():
+            for uri, subs in list(target.subscribers.items()):
+                if self.id in subs:
+                    subs.discard(self.id)
+                    if not subs:
+                        del target.subscribers[uri]
+                        if target.session is not None:
+                            try:
+                                await target.session.request(
+                                    "resources/unsubscribe", {"uri": uri}, timeout=target.config.timeout
+                                )
+                            except UpstreamError:
+                                pass

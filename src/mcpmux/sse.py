@@ -1,0 +1,77 @@
+"""Server-sent events: encode for clients, parse incrementally from upstreams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def encode(data: bytes, event: str | None = None, id: str | None = None) -> bytes:  # noqa: A002
+    """One SSE event. JSON from orjson never contains a raw newline, so one data line suffices."""
+    out = b""
+    if id is not None:
+        out += b"id: " + id.encode() + b"\n"
+    if event is not None:
+        out += b"event: " + event.encode() + b"\n"
+    return out + b"data: " + data + b"\n\n"
+
+
+@dataclass(slots=True)
+class Event:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+
+class Parser:
+    """Incremental SSE parser (WHATWG rules for the fields MCP uses)."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._event: str | None = None
+        self._data: list[str] = []
+        self._id: str | None = None
+        self._retry: int | None = None
+        self.last_event_id: str | None = None
+        #: The last ``retry:`` value seen, in milliseconds (how long to wait before resuming).
+        self.retry: int | None = None
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._buf += chunk
+        events: list[Event] = []
+        while True:
+            idx = self._buf.find(b"\n")
+            if idx < 0:
+                break
+            line = self._buf[:idx]
+            self._buf = self._buf[idx + 1 :]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            ev = self._line(line.decode("utf-8", "replace"))
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    def _line(self, line: str) -> Event | None:
+        if not line:
+            if not self._data and self._event is None and self._retry is None:
+                return None
+            ev = Event(self._event or "message", "\n".join(self._data), self._id, self._retry)
+            if self._id is not None:
+                self.last_event_id = self._id
+            self._event, self._data, self._retry = None, [], None
+            return ev
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            self._id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = self.retry = int(value)
+        return None

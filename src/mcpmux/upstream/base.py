@@ -1,0 +1,259 @@
+"""What every upstream kind shares: ids, pending requests, message dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from .. import __version__
+from ..jsonrpc import Message, is_notification, is_request, is_response
+from ..tasks import TaskOwner
+
+log = logging.getLogger("mcpmux.upstream")
+
+SUPPORTED_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+LATEST_VERSION = SUPPORTED_VERSIONS[0]
+
+
+class UpstreamError(Exception):
+    """The target could not answer: down, refused, timed out, exited or spoke garbage."""
+
+    def __init__(self, target: str, message: str) -> None:
+        super().__init__(f"target '{target}': {message}")
+        self.target = target
+        self.reason = message
+
+
+class CallSink(Protocol):
+    """Receives what a target sends while it serves one request of one client."""
+
+    async def notify(self, msg: Message) -> None: ...
+
+    async def server_request(self, msg: Message, upstream: UpstreamSession) -> None: ...
+
+
+Unsolicited = Callable[[Message, "UpstreamSession"], Awaitable[None]]
+
+
+class UpstreamSession:
+    """One initialized MCP session with a target.
+
+    Subclasses implement ``_connect``, ``_send`` (stream transports) or
+    ``_request`` (HTTP), and ``_disconnect``. Request ids are the session's own
+    counter: the caller maps them to its client's ids, so ids never collide
+    however many clients share this session.
+    """
+
+    kind = "base"
+
+    def __init__(self, target: str, timeout: float) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.init_result: Message = {}
+        self.protocol_version = LATEST_VERSION
+        self.on_unsolicited: Unsolicited | None = None
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+        self.last_used = 0.0
+        self._ids = itertools.count(1)
+        self._pending: dict[Any, tuple[asyncio.Future[Message], CallSink | None]] = {}
+        self._progress: dict[Any, CallSink] = {}
+        self._tasks = TaskOwner(f"upstream:{target}")
+
+    # -- lifecycle -------------------------------------------------------
+    async def open(
+        self,
+        capabilities: dict[str, Any] | None = None,
+        client_info: dict[str, Any] | None = None,
+        protocol_version: str = LATEST_VERSION,
+    ) -> Message:
+        """Connect and run the initialize handshake, once for the session's life."""
+        self._init_params = {
+            "protocolVersion": protocol_version,
+            "capabilities": capabilities or {},
+            "clientInfo": client_info or {"name": "mcpmux", "version": __version__},
+        }
+        try:
+            await asyncio.wait_for(self._handshake(), self.timeout)
+        except TimeoutError:
+            await self.aclose("initialize timed out")
+            raise UpstreamError(
+                self.target, f"no initialize answer within {self.timeout:g} s"
+            ) from None
+        except UpstreamError:
+            await self.aclose("initialize failed")
+            raise
+        except Exception as exc:
+            await self.aclose("initialize failed")
+            raise UpstreamError(self.target, f"cannot connect: {_describe(exc)}") from exc
+        return self.init_result
+
+    async def _handshake(self) -> None:
+        await self._connect()
+        resp = await self._call("initialize", self._init_params, None)
+        if "error" in resp:
+            err = resp["error"]
+            raise UpstreamError(self.target, f"initialize refused: {err.get('message')}")
+        res = resp.get("result")
+        if not isinstance(res, dict) or not isinstance(res.get("protocolVersion"), str):
+            raise UpstreamError(self.target, "initialize answer is not a valid InitializeResult")
+        self.init_result = res
+        self.protocol_version = res["protocolVersion"]
+        await self.notify({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def aclose(self, reason: str = "closed") -> None:
+        if not self.closed.is_set():
+            self.close_reason = reason
+            self.closed.set()
+        self.fail_pending(reason)
+        await self._tasks.aclose()
+        try:
+            await self._disconnect()
+        except Exception as exc:  # closing must not raise
+            log.debug("target '%s': error while closing: %r", self.target, exc)
+
+    def lost(self, reason: str) -> None:
+        """The transport broke: fail what waits, let the owner reconnect."""
+        if not self.closed.is_set():
+            log.warning("target '%s': connection lost: %s", self.target, reason)
+            self.close_reason = reason
+            self.closed.set()
+        self.fail_pending(reason)
+
+    def fail_pending(self, reason: str) -> None:
+        pending, self._pending = self._pending, {}
+        for fut, _ in pending.values():
+            if not fut.done():
+                fut.set_exception(UpstreamError(self.target, reason))
+
+    # -- requests --------------------------------------------------------
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    async def request(
+        self,
+        method: str,
+        params: Any,
+        sink: CallSink | None = None,
+        timeout: float | None = None,
+        id: int | None = None,  # noqa: A002
+    ) -> Message:
+        """Send a request and return the target's response message (result or error)."""
+        if self.closed.is_set():
+            raise UpstreamError(self.target, f"session closed ({self.close_reason})")
+        token = None
+        if sink is not None and isinstance(params, dict):
+            meta = params.get("_meta")
+            if isinstance(meta, dict) and "progressToken" in meta:
+                token = meta["progressToken"]
+                self._progress[token] = sink
+        try:
+            call = self._call(method, params, sink, id)
+            if timeout is None:
+                return await call
+            try:
+                return await asyncio.wait_for(call, timeout)
+            except TimeoutError:
+                raise UpstreamError(
+                    self.target, f"no answer to {method} within {timeout:g} s"
+                ) from None
+        finally:
+            if token is not None:
+                self._progress.pop(token, None)
+
+    async def _call(
+        self, method: str, params: Any, sink: CallSink | None, id: int | None = None  # noqa: A002
+    ) -> Message:
+        rid = self.next_id() if id is None else id
+        msg: Message = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            msg["params"] = params
+        return await self._request(msg, sink)
+
+    async def _request(self, msg: Message, sink: CallSink | None) -> Message:
+        """Default for stream transports: write, then wait for the matching response."""
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[msg["id"]] = (fut, sink)
+        try:
+            await self._send(msg)
+            return await fut
+        finally:
+            self._pending.pop(msg["id"], None)
+
+    def cancel_pending(self, rid: Any, reason: str) -> None:
+        """Answer a waiting request locally (the client cancelled it upstream)."""
+        entry = self._pending.pop(rid, None)
+        if entry and not entry[0].done():
+            entry[0].set_result(
+                {"jsonrpc": "2.0", "id": rid, "error": {"code": -32800, "message": reason}}
+            )
+
+    async def notify(self, msg: Message) -> None:
+        await self._send(msg)
+
+    async def respond(self, msg: Message) -> None:
+        """Answer a request the target sent us (sampling, elicitation, roots)."""
+        await self._send(msg)
+
+    # -- incoming --------------------------------------------------------
+    async def dispatch(self, msg: Any, sink: CallSink | None = None) -> None:
+        """Route one message from the target; ``sink`` is the call whose stream carried it."""
+        if not isinstance(msg, dict):
+            log.warning("target '%s' sent a non-object message; ignored", self.target)
+            return
+        if is_response(msg):
+            entry = self._pending.get(msg.get("id"))
+            if entry and not entry[0].done():
+                entry[0].set_result(msg)
+            return
+        if is_notification(msg):
+            if msg["method"] == "notifications/progress":
+                params = msg.get("params") or {}
+                sink = self._progress.get(params.get("progressToken"), sink)
+            if sink is not None:
+                await sink.notify(msg)
+            elif self.on_unsolicited is not None:
+                await self.on_unsolicited(msg, self)
+            return
+        if is_request(msg):
+            if sink is None:
+                sink = self._attributed_sink()
+            if sink is not None:
+                await sink.server_request(msg, self)
+            elif self.on_unsolicited is not None:
+                await self.on_unsolicited(msg, self)
+            else:
+                await self.respond(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": msg["id"],
+                        "error": {"code": -32601, "message": "no client to relay this request to"},
+                    }
+                )
+            return
+        log.warning("target '%s' sent an invalid JSON-RPC message; ignored", self.target)
+
+    def _attributed_sink(self) -> CallSink | None:
+        """On transports without per-call streams, a server request belongs to the oldest call."""
+        for _, sink in self._pending.values():
+            if sink is not None:
+                return sink
+        return None
+
+    # -- transport hooks -------------------------------------------------
+    async def _connect(self) -> None:
+        raise NotImplementedError
+
+    async def _send(self, msg: Message) -> None:
+        raise NotImplementedError
+
+    async def _disconnect(self) -> None:
+        pass
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
