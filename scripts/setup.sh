@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Prepare a checkout for development and tests: the Python venv (mcpmux + test extras)
+# and the pinned Node peers in tests/peers (conformance suites, server-everything,
+# inspector, and a Node 22 binary for them). Idempotent and fast when nothing changed:
+# each step is skipped while its marker is newer than the file it was built from.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+PIP_STAMP="$VENV/.mcpmux-pip-stamp"
+PEERS=tests/peers
+# npm writes this hidden lockfile last, so it only exists after a complete install.
+NPM_STAMP="$PEERS/node_modules/.package-lock.json"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV with $PYTHON"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+if [ "$PIP_STAMP" -nt pyproject.toml ]; then
+    echo "setup: python deps up to date"
+else
+    echo "setup: pip install -e '.[test]'"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+    touch "$PIP_STAMP"
+fi
+
+if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing nodejs and npm from Debian"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    else
+        echo "setup: npm not found; install Node.js >= 20 to get the test peers" >&2
+        exit 1
+    fi
+fi
+
+if [ "$NPM_STAMP" -nt "$PEERS/package-lock.json" ] && [ -x "$PEERS/node_modules/node/bin/node" ]; then
+    echo "setup: node peers up to date"
+else
+    echo "setup: npm ci in $PEERS"
+    (cd "$PEERS" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$NPM_STAMP"
+fi
+
+echo "setup: done (node22: $("$PEERS/node_modules/node/bin/node" --version))"

@@ -1,0 +1,1 @@
+"""Shared helpers for mcpmux tests (third-party peers, conformance suite)."""
