@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .listener.streams import ResponseStream, Send
 from .jsonrpc import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
@@ -71,6 +72,12 @@ class Call:
     async def server_request(self, msg: Message, upstream: UpstreamSession) -> None:
         await self.session.relay_request(msg, upstream, self.emit)
 
+    async def paused(self, retry_ms: int | None) -> None:
+        """The target closed its answer stream to be polled; let our client poll too."""
+        pause = getattr(self.emit, "pause", None)
+        if pause is not None:
+            await pause(retry_ms)
+
 
 class ClientSession:
     def __init__(
@@ -87,6 +94,9 @@ class ClientSession:
         self.subscriptions: set[str] = set()
         self.upstreams: dict[str, UpstreamSession] = {}
         self.outbox: asyncio.Queue[Message] = asyncio.Queue(OUTBOX_LIMIT)
+        #: POST answer streams a client may still resume with Last-Event-ID.
+        self.response_streams: dict[str, ResponseStream] = {}
+        self._stream_ids = itertools.count(1)
         self.last_active = time.monotonic()
         self.closed = False
         #: GET streams open now: a session with one is not idle.
@@ -99,6 +109,16 @@ class ClientSession:
         self._inflight: dict[Any, tuple[UpstreamSession, int, asyncio.Task[Any] | None, Call]] = {}
 
     # -- outgoing --------------------------------------------------------
+    def new_stream(self, send: Send, headers: list[tuple[bytes, bytes]], resumable: bool) -> ResponseStream:
+        key = f"s{next(self._stream_ids)}"
+        stream = ResponseStream(key, send, headers, resumable)
+        if resumable:
+            now = time.monotonic()
+            for k in [k for k, s in self.response_streams.items() if s.expired(now)]:
+                del self.response_streams[k]
+            self.response_streams[key] = stream
+        return stream
+
     async def send(self, msg: Message, emit: Emit | None = None) -> None:
         """On the stream of the call that caused it if there is one, else the GET stream."""
         if emit is not None:

@@ -30,6 +30,7 @@ from ..jsonrpc import (
 )
 from ..session import ClientSession
 from ..sse import encode
+from .streams import RESUMABLE_FROM, SSE_HEADERS, send_json
 from ..upstream.base import SUPPORTED_VERSIONS
 
 log = logging.getLogger("mcpmux.listener")
@@ -38,12 +39,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"x-accel-buffering", b"no"),
-]
-JSON_HEADERS = [(b"content-type", b"application/json")]
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
@@ -56,44 +51,9 @@ class HttpError(Exception):
         self.id = id
 
 
-async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    data = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*JSON_HEADERS, (b"content-length", str(len(data)).encode()), *(headers or [])],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
-
-
 async def send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0"), *(headers or [])]})
     await send({"type": "http.response.body", "body": b""})
-
-
-class Emitter:
-    """Writes a call's intermediate messages: starts SSE on the first one."""
-
-    __slots__ = ("headers", "send", "started")
-
-    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
-        self.send = send
-        self.headers = headers
-        self.started = False
-
-    async def __call__(self, msg: Message) -> None:
-        if not self.started:
-            self.started = True
-            await self.send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.headers]})
-        await self.send({"type": "http.response.body", "body": encode(orjson.dumps(msg)), "more_body": True})
-
-    async def finish(self, msg: Message) -> None:
-        if self.started:
-            await self.send({"type": "http.response.body", "body": encode(orjson.dumps(msg))})
-        else:
-            await send_json(self.send, 200, msg, self.headers)
 
 
 class StreamableHTTP:
@@ -180,13 +140,14 @@ class StreamableHTTP:
         session = self._session(headers)
         session_hdr = [(b"mcp-session-id", session.id.encode())]
         if is_request(msg):
-            emitter = Emitter(send, session_hdr)
+            stream = session.new_stream(send, session_hdr, session.protocol_version >= RESUMABLE_FROM)
+            await stream.open()
             try:
-                resp = await session.handle(msg, emitter)
+                resp = await session.handle(msg, stream)
             except Exception:
                 log.exception("session %s: request %s failed", session.id[:8], msg.get("method"))
                 resp = error(msg["id"], -32603, "internal gateway error (see the gateway log)")
-            await emitter.finish(resp)
+            await stream.finish(resp)
         elif is_notification(msg):
             await session.on_notification(msg)
             await send_empty(send, 202)
@@ -206,6 +167,13 @@ class StreamableHTTP:
         if not _accepts(headers.get("accept", ""), "text/event-stream"):
             raise HttpError(406, "not acceptable: a GET stream needs Accept: text/event-stream")
         session = self._session(headers)
+        last = headers.get("last-event-id")
+        if last:
+            key, _, seq = last.rpartition("-")
+            stream = session.response_streams.get(key)
+            if stream is not None and seq.isdigit():
+                await stream.resume(send, int(seq))
+                return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*SSE_HEADERS, (b"mcp-session-id", session.id.encode())]})
         await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
@@ -239,7 +207,7 @@ class StreamableHTTP:
 
 
 def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    return {k.decode("latin-1").lower(): v.decode("latin-1").strip() for k, v in scope["headers"]}
 
 
 def _accepts(accept: str, mime: str) -> bool:

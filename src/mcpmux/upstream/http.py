@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -18,6 +19,8 @@ log = logging.getLogger("mcpmux.upstream.http")
 ACCEPT = "application/json, text/event-stream"
 #: How many times a broken response stream is resumed with Last-Event-ID.
 MAX_RESUMES = 5
+#: How long a new session waits for its GET stream to open before serving requests.
+GET_OPEN_WAIT = 2.0
 
 
 class SessionExpired(Exception):
@@ -61,7 +64,13 @@ class HttpSession(UpstreamSession):
         await super()._handshake()
         self._generation += 1
         if self.listen:
-            self._tasks.spawn(self._listen(self._generation), "get-stream")
+            # Servers drop what they send while no GET stream is open (the TypeScript SDK
+            # does), and a request often causes exactly that (a log line on subscribe, a
+            # list_changed): so the first request waits until the stream is open or refused.
+            opened = asyncio.Event()
+            self._tasks.spawn(self._listen(self._generation, opened), "get-stream")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(opened.wait(), min(self.timeout, GET_OPEN_WAIT))
 
     async def _request(self, msg: Message, sink: CallSink | None) -> Message:
         try:
@@ -136,6 +145,9 @@ class HttpSession(UpstreamSession):
             if parser.last_event_id is None or resumes >= MAX_RESUMES:
                 raise UpstreamError(self.target, "response stream ended without a response")
             resumes += 1
+            paused = getattr(sink, "paused", None)
+            if paused is not None:
+                await paused(parser.retry)
             await asyncio.sleep((parser.retry or 0) / 1000)
             headers = self._headers()
             headers["Accept"] = "text/event-stream"
@@ -165,8 +177,11 @@ class HttpSession(UpstreamSession):
             resp.release()
         return None
 
-    async def _listen(self, generation: int) -> None:
-        """The GET stream: server-initiated messages (list_changed, logs, roots/list...)."""
+    async def _listen(self, generation: int, opened: asyncio.Event) -> None:
+        """The GET stream: server-initiated messages (list_changed, logs, roots/list...).
+
+        ``opened`` is set once the first attempt has an answer (open, refused or failed).
+        """
         backoff = 1.0
         parser = Parser()
         while not self.closed.is_set() and generation == self._generation:
@@ -179,6 +194,7 @@ class HttpSession(UpstreamSession):
                 async with self.client.get(
                     self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
                 ) as resp:
+                    opened.set()
                     if resp.status == 405:
                         return  # the target offers no GET stream: fine
                     if resp.status == 404:
@@ -197,6 +213,7 @@ class HttpSession(UpstreamSession):
                                 await self.dispatch(msg)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.debug("target '%s': GET stream broke: %r", self.target, exc)
+            opened.set()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
 

@@ -1,0 +1,150 @@
+"""Response streams that outlive their HTTP connection (MCP 2025-11-25 resumability).
+
+A POST's SSE answer is a ``ResponseStream``. Each event gets an id
+``{stream}-{seq}`` and is kept (bounded) after it is written, so a client whose
+connection broke, or whose stream the gateway closed to let it poll, can GET
+with ``Last-Event-ID`` and receive what it missed, then the rest of the call.
+
+Sessions that negotiated 2025-11-25 or later get every answer as SSE, opened
+with a priming event (an id and empty data) and a ``retry`` hint; older
+sessions get JSON unless the call streams something before its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from ..jsonrpc import Message
+from ..sse import encode
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+JSON_HEADERS = [(b"content-type", b"application/json")]
+#: Events kept per stream for replay.
+REPLAY_LIMIT = 256
+#: How long a finished stream waits for its client to come back for the answer.
+KEEP_FINISHED = 60.0
+#: Client reconnection delay we suggest, in milliseconds.
+RETRY_MS = 1000
+RESUMABLE_FROM = "2025-11-25"
+
+
+async def send_json(
+    send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    data = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*JSON_HEADERS, (b"content-length", str(len(data)).encode()), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+class ResponseStream:
+    __slots__ = (
+        "_send",
+        "events",
+        "finished",
+        "finished_at",
+        "headers",
+        "key",
+        "resumable",
+        "seq",
+        "started",
+    )
+
+    def __init__(self, key: str, send: Send, headers: list[tuple[bytes, bytes]], resumable: bool) -> None:
+        self.key = key
+        self._send: Send | None = send
+        self.headers = headers
+        self.resumable = resumable
+        self.started = False
+        self.seq = 0
+        self.events: deque[tuple[int, bytes]] = deque(maxlen=REPLAY_LIMIT)
+        self.finished = asyncio.Event()
+        self.finished_at = 0.0
+
+    async def open(self) -> None:
+        """Start the SSE answer now (resumable sessions): priming event + retry hint."""
+        if self.resumable:
+            await self._start()
+
+    async def _start(self) -> None:
+        self.started = True
+        if self._send is None:
+            return
+        await self._send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.headers]})
+        if self.resumable:
+            prime = f"id: {self.key}-0\nretry: {RETRY_MS}\ndata: \n\n".encode()
+            await self._write(prime, more=True)
+
+    async def _write(self, data: bytes, more: bool) -> None:
+        if self._send is None:
+            return
+        try:
+            await self._send({"type": "http.response.body", "body": data, "more_body": more})
+        except Exception:  # the connection is gone: keep buffering for a resume
+            self._send = None
+
+    def _event(self, msg: Message) -> bytes:
+        self.seq += 1
+        data = encode(orjson.dumps(msg), id=f"{self.key}-{self.seq}" if self.resumable else None)
+        if self.resumable:
+            self.events.append((self.seq, data))
+        return data
+
+    async def __call__(self, msg: Message) -> None:
+        """An intermediate message (progress, log, a server->client request)."""
+        if not self.started:
+            await self._start()
+        await self._write(self._event(msg), more=True)
+
+    async def finish(self, msg: Message) -> None:
+        """The answer: the last event of the stream, or plain JSON if it never started."""
+        self.finished_at = time.monotonic()
+        if not self.started:
+            self.finished.set()
+            if self._send is not None:
+                await send_json(self._send, 200, msg, self.headers)
+            return
+        data = self._event(msg)
+        self.finished.set()
+        await self._write(data, more=False)
+
+    async def pause(self, retry_ms: int | None) -> None:
+        """The target closed its stream so the client polls: close ours the same way."""
+        if not self.resumable or self._send is None or self.finished.is_set():
+            return
+        if not self.started:
+            await self._start()
+        await self._write(f"retry: {retry_ms or RETRY_MS}\n\n".encode(), more=False)
+        self._send = None
+
+    async def resume(self, send: Send, after: int) -> None:
+        """A client came back with Last-Event-ID: replay, then follow to the answer."""
+        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.headers]})
+        self._send = send
+        for seq, data in list(self.events):
+            if seq > after:
+                await self._write(data, more=True)
+        if self.finished.is_set():
+            await self._write(b"", more=False)
+            return
+        await self.finished.wait()
+
+    def expired(self, now: float) -> bool:
+        return self.finished.is_set() and now - self.finished_at > KEEP_FINISHED
