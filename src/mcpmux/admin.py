@@ -16,10 +16,19 @@ def admin_app(gateway: Gateway) -> Starlette:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(_: Request) -> Response:
-        """Ready once every target has had its first connection attempt (ready or failed)."""
+        """Ready once every target has had its first connection attempt (ready or failed).
+
+        A target that is down does not make the gateway unready: that would pull the one
+        endpoint out of its load balancer for every client (the article's bug, one level
+        up). It is listed under ``unavailable`` so probes and people can still see it.
+        """
         ok = gateway.ready()
         pending = [t.name for t in gateway.targets.values() if not t.first_attempt.is_set()]
-        return JSONResponse({"ready": ok, "connecting": pending}, status_code=200 if ok else 503)
+        down = [t.name for t in gateway.targets.values() if t.first_attempt.is_set() and not t.ready]
+        return JSONResponse(
+            {"ready": ok, "connecting": pending, "unavailable": down},
+            status_code=200 if ok else 503,
+        )
 
     async def targets(_: Request) -> Response:
         return JSONResponse(gateway.status())
@@ -30,8 +39,13 @@ def admin_app(gateway: Gateway) -> Starlette:
             return JSONResponse({"error": f"no target named {request.path_params['name']!r}"}, 404)
         return JSONResponse(t.status())
 
+    async def config_status(_: Request) -> Response:
+        """Whether the last edit of the watched config file was applied, and if not, why."""
+        return JSONResponse(gateway.config_status)
+
     return Starlette(
         routes=[
+            Route("/api/config/status", config_status),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/api/targets", targets),

@@ -18,6 +18,7 @@ import uvicorn
 from . import __version__
 from .admin import admin_app
 from .config import ConfigError, GatewayConfig, config_from_dict, load_config
+from .discovery.file import ConfigFileSource
 from .gateway import Gateway
 from .listener.http import StreamableHTTP
 
@@ -39,19 +40,22 @@ def _bound_port(server: uvicorn.Server) -> int:
     return 0
 
 
-def load(path: str | None) -> tuple[GatewayConfig, str]:
-    """The config to run: -c FILE, else ./mcpmux.yaml, else the embedded demo."""
+def load(path: str | None) -> tuple[GatewayConfig, str | None]:
+    """The config to run and the file to watch: -c FILE, else ./mcpmux.yaml, else the demo."""
+    if not path and Path("mcpmux.yaml").is_file():
+        path = "mcpmux.yaml"
     if path:
         return load_config(path), path
-    if Path("mcpmux.yaml").is_file():
-        return load_config("mcpmux.yaml"), "mcpmux.yaml"
     from .demo import demo_config
 
-    return config_from_dict(demo_config()), "embedded demo"
+    return config_from_dict(demo_config()), None
 
 
-async def serve(config: GatewayConfig, source: str, ready_file: str | None = None) -> None:
+async def serve(config: GatewayConfig, path: str | None, ready_file: str | None = None) -> None:
     gateway = Gateway(config)
+    source = path or "embedded demo"
+    if path is None:
+        gateway.config_source = "demo"
     mcp = _Server(uvicorn.Config(StreamableHTTP(gateway), host=config.listen.host, port=config.listen.port,
                                  lifespan="off", log_level="warning", access_log=False,
                                  http="httptools", loop="none", timeout_graceful_shutdown=3))
@@ -65,6 +69,10 @@ async def serve(config: GatewayConfig, source: str, ready_file: str | None = Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await gateway.start()
+    if path is not None:
+        watcher = ConfigFileSource(path, gateway.reload)
+        gateway.config_status = watcher.status
+        gateway.add_source("file", watcher.run)
     tasks = [asyncio.create_task(s.serve(), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
     try:
         while not all(s.started for s in servers):

@@ -260,6 +260,8 @@ class LimitsConfig(_Model):
     max_sessions: int = Field(default=10000, gt=0)
     # Items per page of merged lists; 0 = the whole list in one page.
     page_size: int = Field(default=0, ge=0)
+    # Seconds a removed target's in-flight calls may take to finish before it is closed.
+    drain_timeout: float = Field(default=30.0, ge=0, allow_inf_nan=False)
 
 
 class GatewayConfig(_Model):

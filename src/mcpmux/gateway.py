@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from . import __version__
@@ -35,12 +36,18 @@ class Gateway:
         self.sessions: dict[str, ClientSession] = {}
         self.view = View()
         self._tasks = TaskOwner("gateway")
+        self._sources: dict[str, asyncio.Task[Any]] = {}
         self.started_at = time.time()
+        #: Where the config came from ("config", "demo"); shown as each target's source.
+        self.config_source = "config"
+        #: Set by the config-file watcher: whether the last edit was valid, and why not.
+        self.config_status: dict[str, Any] = {"valid": True, "errors": [], "watching": False}
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
-        await self.apply(self.config.targets, source="config")
+        await self.apply(self.config.targets, source=self.config_source)
         self._tasks.spawn(self._reap(), "session-reaper")
+        self._start_discovery()
 
     async def aclose(self) -> None:
         await self._tasks.aclose()
@@ -50,15 +57,20 @@ class Gateway:
         await asyncio.gather(*(t.aclose() for t in targets.values()), return_exceptions=True)
 
     async def apply(self, desired: list[TargetConfig], source: str) -> None:
-        """Reconcile the running targets of ``source`` with the desired list."""
+        """Reconcile the running targets of ``source`` with the desired list.
+
+        New targets connect; changed ones are replaced; removed ones leave the
+        catalog at once (clients get list_changed) and drain: calls in flight
+        may finish within ``limits.drain_timeout``, then the target is closed.
+        """
         wanted = {t.name: t for t in desired}
         for name, target in list(self.targets.items()):
             if target.source != source:
                 continue
             if name not in wanted or wanted[name] != target.config:
                 del self.targets[name]
-                await target.aclose()
-                log.info("target '%s': removed", name)
+                self._tasks.spawn(self._drain(target), f"drain-{name}")
+                log.info("target '%s': %s", name, "removed" if name not in wanted else "changed; reconnecting")
         for name, cfg in wanted.items():
             if name in self.targets:
                 if self.targets[name].source != source:
@@ -69,6 +81,57 @@ class Gateway:
             self.targets[name] = target
             target.start()
         self._catalog_changed(None)
+
+    async def _drain(self, target: Target) -> None:
+        deadline = time.monotonic() + self.config.limits.drain_timeout
+        while target.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if target.inflight:
+            log.warning("target '%s': %d calls still in flight after the drain timeout; closing",
+                        target.name, target.inflight)
+        for s in list(self.sessions.values()):
+            up = s.upstreams.get(target.name)
+            if up is not None and self.targets.get(target.name) is not target:
+                del s.upstreams[target.name]
+                await up.aclose("target removed")
+        await target.aclose()
+
+    async def reload(self, config: GatewayConfig) -> None:
+        """Apply an edited config file: targets, prefix and limits live; listeners need a restart."""
+        old = self.config
+        for section in ("listen", "admin"):
+            if getattr(old, section) != getattr(config, section):
+                log.warning("config: '%s' changed; it takes effect on restart", section)
+        config = config.model_copy(update={"listen": old.listen, "admin": old.admin})
+        self.config = config
+        await self.apply(config.targets, source=self.config_source)
+        if old.prefix != config.prefix:
+            self._catalog_changed(None)
+        if getattr(old, "discovery", None) != getattr(config, "discovery", None):
+            self._start_discovery()
+
+    def add_source(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a discovery source for the gateway's life (cancelled on close or replace)."""
+        old = self._sources.pop(name, None)
+        if old is not None:
+            old.cancel()
+        self._sources[name] = self._tasks.spawn(run(), f"source-{name}")
+
+    def _start_discovery(self) -> None:
+        discovery = getattr(self.config, "discovery", None)
+        kube = getattr(discovery, "kubernetes", None) if discovery is not None else None
+        if kube is None:
+            old = self._sources.pop("kubernetes", None)
+            if old is not None:
+                old.cancel()
+                self._tasks.spawn(self.apply([], source="kubernetes"), "source-kubernetes-off")
+            return
+        from .discovery.kubernetes import KubernetesSource
+
+        async def on_targets(targets: list[TargetConfig]) -> None:
+            await self.apply(targets, source="kubernetes")
+
+        self.add_source("kubernetes", KubernetesSource(kube, on_targets).run)
 
     async def wait_ready(self) -> None:
         """Wait (bounded by each target's timeout) for targets still on their first try."""

@@ -304,6 +304,7 @@ class ClientSession:
             token = meta["progressToken"]
             params = {**params, "_meta": {**meta, "progressToken": f"mcpmux-{next(_tokens)}"}}
         call = Call(self, route.target, emit, token)
+        target.inflight += 1
         try:
             upstream = await self.upstream_for(target)
             uid = upstream.next_id()
@@ -320,6 +321,8 @@ class ClientSession:
                 raise
             task.uncancel()
             return error(rid, REQUEST_CANCELLED, "request cancelled by the client")
+        finally:
+            target.inflight -= 1
         out = dict(resp)
         out["id"] = rid
         return out

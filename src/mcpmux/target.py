@@ -71,6 +71,8 @@ class Target:
         self.session: UpstreamSession | None = None
         self.connected_at: float | None = None
         self.restarts = 0
+        #: Calls in flight through any session of this target (the reconciler drains them).
+        self.inflight = 0
         self.first_attempt = asyncio.Event()
         self._on_change = on_change
         self._on_message = on_message
@@ -121,8 +123,13 @@ class Target:
             session.on_unsolicited = self._unsolicited
             self.state = "connecting"
             try:
-                caps = SHARED_CAPABILITIES if self.shared else {}
-                await session.open(caps)
+                # Fix (real-peers e2e): the catalog session of http/sse targets declared no
+                # capabilities, so servers that register tools only for clients able to
+                # relay (server-everything's trigger-sampling/elicitation-request,
+                # get-roots-list) hid them from the merged list, and clients that do declare
+                # sampling could not call them ("unknown tool"). The gateway can relay all
+                # three for any client that declares them, so every catalog session says so.
+                await session.open(SHARED_CAPABILITIES)
                 await self._fetch_catalog(session)
                 self.session = session
                 self.state = "ready"
@@ -139,6 +146,7 @@ class Target:
             except Exception as exc:  # garbage from the target must not kill the supervisor
                 log.exception("target '%s': unexpected error", self.name)
                 error = f"{type(exc).__name__}: {exc}"
+            error = _one_line(error)
             await session.aclose(error)
             was_ready = self.session is session
             self.session = None
@@ -266,6 +274,12 @@ class Target:
             "restarts": self.restarts,
             "pid": getattr(self.session, "pid", None),
         }
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """``lastError`` lands in JSON, log lines and dashboards: one line, bounded length."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 LIST_CHANGED: dict[str, Kind] = {
