@@ -133,6 +133,8 @@ targets:
         "max_body_bytes": 1024,
         "session_idle_timeout": 2.5,
         "max_sessions": 3,
+        "page_size": 0,
+        "drain_timeout": 30.0,
     }
     spec = cfg.targets[0].spec
     assert isinstance(spec, StdioSpec)
