@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .listener.streams import ResponseStream, Send
 from .jsonrpc import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
@@ -24,6 +23,7 @@ from .jsonrpc import (
     error,
     result,
 )
+from .listener.streams import ResponseStream, Send
 from .multiplexer.catalog import LIST_METHODS, Route
 from .upstream.base import UpstreamError, UpstreamSession
 
@@ -68,6 +68,14 @@ class Call:
         elif method == "notifications/message" and not self.session.admits(msg):
             return
         await self.session.send(msg, self.emit)
+
+    @property
+    def owner(self) -> object:
+        return self.session
+
+    def accepts(self, method: str) -> bool:
+        needed = NEEDS_CAPABILITY.get(method)
+        return needed is None or needed in self.session.capabilities
 
     async def server_request(self, msg: Message, upstream: UpstreamSession) -> None:
         await self.session.relay_request(msg, upstream, self.emit)
@@ -137,7 +145,8 @@ class ClientSession:
         if self.log_level is None:
             return True
         level = (msg.get("params") or {}).get("level")
-        return LEVEL_RANK.get(level, len(LEVEL_RANK)) >= LEVEL_RANK[self.log_level]
+        rank = LEVEL_RANK.get(level, len(LEVEL_RANK)) if isinstance(level, str) else len(LEVEL_RANK)
+        return rank >= LEVEL_RANK[self.log_level]
 
     async def relay_request(
         self, msg: Message, upstream: UpstreamSession, emit: Emit | None
@@ -279,11 +288,27 @@ class ClientSession:
                 raise UpstreamError(target.name, "client session closed")
             up = target.new_session()
             up.on_unsolicited = self._unsolicited
+            up.on_reopened = self._restore
             await up.open(self.capabilities, self.client_info, self.protocol_version)
             if self.log_level is not None and "logging" in (up.init_result.get("capabilities") or {}):
                 await up.request("logging/setLevel", {"level": self.log_level}, timeout=target.config.timeout)
             self.upstreams[target.name] = up
             return up
+
+    async def _restore(self, upstream: UpstreamSession) -> None:
+        """The target lost this client's session (it restarted) and a new one replaced it:
+        put back what the client set up on the old one, its log level and subscriptions."""
+        target = self.gateway.targets.get(upstream.target)
+        timeout = target.config.timeout if target is not None else upstream.timeout
+        try:
+            if self.log_level is not None and "logging" in (upstream.init_result.get("capabilities") or {}):
+                await upstream.request("logging/setLevel", {"level": self.log_level}, timeout=timeout)
+            for uri in sorted(self.subscriptions):
+                route = self.gateway.view.route_uri(uri)
+                if route is not None and route.target == upstream.target:
+                    await upstream.request("resources/subscribe", {"uri": route.original}, timeout=timeout)
+        except UpstreamError as exc:
+            log.warning("session %s: restoring state on '%s' failed: %s", self.id[:8], upstream.target, exc.reason)
 
     async def _forward(
         self, route: Route, msg: Message, params: dict[str, Any], emit: Emit | None

@@ -75,18 +75,27 @@ class RawClient:
             answers = [m for m in msgs if m.get("id") == rid and "method" not in m]
             assert answers, f"no answer to {method} on the stream: {resp.text[:500]}"
             return answers[-1]
-        assert ctype.startswith("application/json"), f"{method}: HTTP {resp.status_code} {ctype}: {resp.text[:300]}"
+        assert ctype.startswith("application/json"), (
+            f"{method}: HTTP {resp.status_code} {ctype}: {resp.text[:300]}"
+        )
         data: dict[str, Any] = resp.json()
         assert data.get("id") == rid, data
         return data
 
     async def initialize(self) -> dict[str, Any]:
         rid = next(self._ids)
-        resp = await self.send({
-            "jsonrpc": "2.0", "id": rid, "method": "initialize",
-            "params": {"protocolVersion": VERSION, "capabilities": {},
-                       "clientInfo": {"name": "mcpmux-tests", "version": "0"}},
-        })
+        resp = await self.send(
+            {
+                "jsonrpc": "2.0",
+                "id": rid,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": "mcpmux-tests", "version": "0"},
+                },
+            }
+        )
         assert resp.status_code == 200, f"initialize: HTTP {resp.status_code}: {resp.text}"
         self.sid = resp.headers["mcp-session-id"]
         init: dict[str, Any] = resp.json()["result"]
@@ -111,16 +120,22 @@ class RawClient:
         return await self.rpc("tools/call", {"name": name, "arguments": arguments or {}})
 
     async def listen(
-        self, until: Callable[[dict[str, Any]], bool], timeout: float = 20,
+        self,
+        until: Callable[[dict[str, Any]], bool],
+        within: float = 20,
         opened: asyncio.Event | None = None,
     ) -> dict[str, Any]:
         """Open the GET stream; return the first message for which ``until`` is true."""
-        headers = {"Accept": "text/event-stream", "Mcp-Session-Id": self.sid or "",
-                   "MCP-Protocol-Version": self.version}
+        headers = {
+            "Accept": "text/event-stream",
+            "Mcp-Session-Id": self.sid or "",
+            "MCP-Protocol-Version": self.version,
+        }
 
         async def read() -> dict[str, Any]:
-            async with self.http.stream("GET", self.url, headers=headers,
-                                        timeout=httpx.Timeout(timeout, read=None)) as resp:
+            async with self.http.stream(
+                "GET", self.url, headers=headers, timeout=httpx.Timeout(within, read=None)
+            ) as resp:
                 assert resp.status_code == 200, f"GET stream: HTTP {resp.status_code}"
                 buf = ""
                 async for chunk in resp.aiter_text():
@@ -134,4 +149,4 @@ class RawClient:
                                 return msg
             raise AssertionError("GET stream ended before the expected message")
 
-        return await asyncio.wait_for(read(), timeout)
+        return await asyncio.wait_for(read(), within)

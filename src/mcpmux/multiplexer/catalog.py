@@ -115,27 +115,29 @@ class View:
     def page(self, kind: Kind, cursor: str | None, page_size: int) -> tuple[list[Any], str | None]:
         """One page of the merged list; the cursor remembers each target's position."""
         groups = self.lists[kind]
+        pending: list[list[Any]]
         if cursor is None:
             pending = [[t, 0] for t, _ in groups]
         else:
             pending = _decode_cursor(cursor, kind)
         by_target = dict(groups)
+        # Targets that left since the cursor was made, or have nothing left to give, are
+        # dropped up front: a cursor must never lead to an empty page.
+        pending = [p for p in pending if p[1] < len(by_target.get(p[0], ()))]
         out: list[Any] = []
-        rest: list[list[Any]] = []
-        for i, (target, offset) in enumerate(pending):
-            items = by_target.get(target)
-            if items is None:
-                continue  # the target left since the cursor was made
+        i = 0
+        while i < len(pending):
             if page_size and len(out) >= page_size:
-                rest.extend(pending[i:])
                 break
-            take = items[offset:] if not page_size else items[offset : offset + page_size - len(out)]
-            out.extend(take)
-            if offset + len(take) < len(items):
-                rest.append([target, offset + len(take)])
-                rest.extend(pending[i + 1 :])
+            target, offset = pending[i]
+            items = by_target[target]
+            end = len(items) if not page_size else min(len(items), offset + page_size - len(out))
+            out.extend(items[offset:end])
+            if end < len(items):
+                pending[i] = [target, end]
                 break
-        rest = [p for p in rest if p[0] in by_target]
+            i += 1
+        rest = pending[i:]
         return out, (_encode_cursor(kind, rest) if rest else None)
 
 

@@ -30,12 +30,22 @@ class UpstreamError(Exception):
 class CallSink(Protocol):
     """Receives what a target sends while it serves one request of one client."""
 
+    @property
+    def owner(self) -> object:
+        """Whose call this is (a client session): requests are never guessed across owners."""
+        ...
+
+    def accepts(self, method: str) -> bool:
+        """Can this call's client answer a server request of ``method``?"""
+        ...
+
     async def notify(self, msg: Message) -> None: ...
 
     async def server_request(self, msg: Message, upstream: UpstreamSession) -> None: ...
 
 
 Unsolicited = Callable[[Message, "UpstreamSession"], Awaitable[None]]
+Reopened = Callable[["UpstreamSession"], Awaitable[None]]
 
 
 class UpstreamSession:
@@ -55,6 +65,9 @@ class UpstreamSession:
         self.init_result: Message = {}
         self.protocol_version = LATEST_VERSION
         self.on_unsolicited: Unsolicited | None = None
+        #: Called after the transport transparently replaced a session the target lost
+        #: (HTTP 404 after a restart), so the owner can restore its state on the new one.
+        self.on_reopened: Reopened | None = None
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.last_used = 0.0
@@ -139,7 +152,7 @@ class UpstreamSession:
         params: Any,
         sink: CallSink | None = None,
         timeout: float | None = None,
-        id: int | None = None,  # noqa: A002
+        id: int | None = None,
     ) -> Message:
         """Send a request and return the target's response message (result or error)."""
         if self.closed.is_set():
@@ -165,7 +178,7 @@ class UpstreamSession:
                 self._progress.pop(token, None)
 
     async def _call(
-        self, method: str, params: Any, sink: CallSink | None, id: int | None = None  # noqa: A002
+        self, method: str, params: Any, sink: CallSink | None, id: int | None = None
     ) -> Message:
         rid = self.next_id() if id is None else id
         msg: Message = {"jsonrpc": "2.0", "id": rid, "method": method}
@@ -220,7 +233,21 @@ class UpstreamSession:
             return
         if is_request(msg):
             if sink is None:
-                sink = self._attributed_sink()
+                candidates = self._candidate_sinks(msg["method"])
+                if len({c.owner for c in candidates}) > 1:
+                    await self.respond(
+                        {
+                            "jsonrpc": "2.0",
+                            "id": msg["id"],
+                            "error": {
+                                "code": -32603,
+                                "message": f"{msg['method']} is ambiguous: calls of several "
+                                "clients are in flight on this shared connection",
+                            },
+                        }
+                    )
+                    return
+                sink = candidates[0] if candidates else None
             if sink is not None:
                 await sink.server_request(msg, self)
             elif self.on_unsolicited is not None:
@@ -236,12 +263,18 @@ class UpstreamSession:
             return
         log.warning("target '%s' sent an invalid JSON-RPC message; ignored", self.target)
 
-    def _attributed_sink(self) -> CallSink | None:
-        """On transports without per-call streams, a server request belongs to the oldest call."""
-        for _, sink in self._pending.values():
-            if sink is not None:
-                return sink
-        return None
+    def _candidate_sinks(self, method: str) -> list[CallSink]:
+        """The calls in flight a server request may belong to, oldest first.
+
+        On transports without per-call streams (stdio, legacy SSE) nothing on the wire
+        links a server request to the call that caused it. Calls whose client could not
+        answer it are left out (when there are some that could); if the rest belong to
+        more than one client the caller must not guess: a wrong guess shows one client's
+        prompt to another and returns another client's answer.
+        """
+        sinks = [sink for _, sink in self._pending.values() if sink is not None]
+        able = [sink for sink in sinks if sink.accepts(method)]
+        return able or sinks[:1]
 
     # -- transport hooks -------------------------------------------------
     async def _connect(self) -> None:

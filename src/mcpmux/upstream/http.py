@@ -24,7 +24,16 @@ GET_OPEN_WAIT = 2.0
 
 
 class SessionExpired(Exception):
-    """The target answered 404 to our session id: it restarted or dropped us."""
+    """The target no longer knows our session id: it restarted or dropped us.
+
+    The spec's answer is 404; servers built on a session map in front of the SDK
+    transport (server-everything among them) answer 400 "No valid session ID".
+    """
+
+
+def _session_unknown(status: int, body: str) -> bool:
+    """Does this error answer to a request carrying our session id mean "no such session"?"""
+    return status == 404 or (status == 400 and "session" in body.lower())
 
 
 class HttpSession(UpstreamSession):
@@ -78,31 +87,46 @@ class HttpSession(UpstreamSession):
         except SessionExpired:
             if msg.get("method") == "initialize":
                 raise UpstreamError(self.target, "initialize answered 404") from None
-            await self._reinitialize()
+            if await self._reinitialize() and self.on_reopened is not None:
+                await self.on_reopened(self)
             try:
                 return await self._post(msg, sink)
             except SessionExpired:
                 raise UpstreamError(self.target, "session expired again after re-initialize") from None
 
-    async def _reinitialize(self) -> None:
-        """The target restarted: open a fresh session once, however many calls noticed."""
+    async def _reinitialize(self) -> bool:
+        """The target restarted: open a fresh session once, however many calls noticed.
+
+        True for the one caller that did it (and so restores the session's state).
+        """
         generation = self._generation
         async with self._reinit_lock:
             if generation != self._generation:
-                return
-            log.warning("target '%s': session expired (404); re-initializing", self.target)
+                return False
+            log.warning("target '%s': session expired; re-initializing", self.target)
             await self._tasks.aclose()
             self._tasks = type(self._tasks)(f"upstream:{self.target}")
             self.session_id = None
             self.init_result = {}
-            await asyncio.wait_for(self._handshake(), self.timeout)
+            try:
+                await asyncio.wait_for(self._handshake(), self.timeout)
+            except (UpstreamError, TimeoutError) as exc:
+                # Without a session this object is useless: mark it lost so its owner
+                # opens a fresh one next time instead of reusing a broken one.
+                reason = exc.reason if isinstance(exc, UpstreamError) else "re-initialize timed out"
+                self.lost(f"re-initialize failed: {reason}")
+                raise UpstreamError(self.target, f"session expired and re-initialize failed: {reason}") from None
+            return True
 
     async def _post(self, msg: Message, sink: CallSink | None) -> Message:
         body = orjson.dumps(msg)
         try:
             async with self.client.post(self.url, data=body, headers=self._headers()) as resp:
-                if resp.status == 404 and self.session_id:
-                    raise SessionExpired
+                if resp.status in (400, 404) and self.session_id and msg.get("method") != "initialize":
+                    text = await _http_error(resp)
+                    if _session_unknown(resp.status, text):
+                        raise SessionExpired
+                    raise UpstreamError(self.target, text)
                 if "id" not in msg or "method" not in msg:
                     if resp.status >= 400:
                         raise UpstreamError(self.target, await _http_error(resp))
