@@ -43,14 +43,14 @@ def is_response(msg: Message) -> bool:
 
 def error(
     id: Any, code: int, message: str, data: Any = None
-) -> Message:  # noqa: A002 - JSON-RPC's own name
+) -> Message:
     err: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         err["data"] = data
     return {"jsonrpc": "2.0", "id": id, "error": err}
 
 
-def result(id: Any, value: Any) -> Message:  # noqa: A002
+def result(id: Any, value: Any) -> Message:
     return {"jsonrpc": "2.0", "id": id, "result": value}
 
 
@@ -88,5 +88,5 @@ class RPCError(Exception):
         self.message = message
         self.data = data
 
-    def to_message(self, id: Any) -> Message:  # noqa: A002
+    def to_message(self, id: Any) -> Message:
         return error(id, self.code, self.message, self.data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-def encode(data: bytes, event: str | None = None, id: str | None = None) -> bytes:  # noqa: A002
+def encode(data: bytes, event: str | None = None, id: str | None = None) -> bytes:
     """One SSE event. JSON from orjson never contains a raw newline, so one data line suffices."""
     out = b""
     if id is not None:
@@ -13,6 +13,9 @@ def encode(data: bytes, event: str | None = None, id: str | None = None) -> byte
     if event is not None:
         out += b"event: " + event.encode() + b"\n"
     return out + b"data: " + data + b"\n\n"
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(slots=True)
@@ -27,7 +30,10 @@ class Parser:
     """Incremental SSE parser (WHATWG rules for the fields MCP uses)."""
 
     def __init__(self) -> None:
-        self._buf = b""
+        #: Pieces of a line not yet ended; joined once, when its newline arrives, so a large
+        #: message split into many chunks costs O(size), not O(size**2) re-scans and copies.
+        self._partial: list[bytes] = []
+        self._first_line = True
         self._event: str | None = None
         self._data: list[str] = []
         self._id: str | None = None
@@ -37,28 +43,36 @@ class Parser:
         self.retry: int | None = None
 
     def feed(self, chunk: bytes) -> list[Event]:
-        self._buf += chunk
         events: list[Event] = []
-        while True:
-            idx = self._buf.find(b"\n")
-            if idx < 0:
-                break
-            line = self._buf[:idx]
-            self._buf = self._buf[idx + 1 :]
+        start = 0
+        while (idx := chunk.find(b"\n", start)) >= 0:
+            line = chunk[start:idx]
+            start = idx + 1
+            if self._partial:
+                self._partial.append(line)
+                line = b"".join(self._partial)
+                self._partial.clear()
             if line.endswith(b"\r"):
                 line = line[:-1]
+            if self._first_line:  # WHATWG: one leading BOM is not part of the stream
+                self._first_line = False
+                line = line.removeprefix(_BOM)
             ev = self._line(line.decode("utf-8", "replace"))
             if ev is not None:
                 events.append(ev)
+        if start < len(chunk):
+            self._partial.append(chunk[start:])
         return events
 
     def _line(self, line: str) -> Event | None:
         if not line:
+            # WHATWG: dispatching sets the last event id even for an event without data
+            # (a server may send only ``id:`` before closing a stream it wants resumed).
+            if self._id is not None:
+                self.last_event_id = self._id
             if not self._data and self._event is None and self._retry is None:
                 return None
             ev = Event(self._event or "message", "\n".join(self._data), self._id, self._retry)
-            if self._id is not None:
-                self.last_event_id = self._id
             self._event, self._data, self._retry = None, [], None
             return ev
         if line.startswith(":"):

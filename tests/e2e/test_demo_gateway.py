@@ -8,9 +8,9 @@ import httpx
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from tests.support.gateway import children_of, run_gateway
 
 from mcpmux.demo import demo_config
-from tests.support.gateway import children_of, run_gateway
 
 
 @pytest.fixture(scope="module")

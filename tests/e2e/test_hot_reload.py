@@ -12,7 +12,6 @@ import anyio
 import httpx
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-
 from tests.support.gateway import free_config, run_gateway
 
 CLOCK = {"name": "clock", "stdio": {"command": sys.executable, "args": ["-m", "mcpmux.demo.clock"]}}
