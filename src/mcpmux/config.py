@@ -39,10 +39,16 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "AdminConfig",
     "ConfigError",
+    "DiscoveryConfig",
     "GatewayConfig",
     "HttpSpec",
+    "KubernetesDiscoveryConfig",
+    "LabelSelector",
+    "LabelSelectorRequirement",
     "LimitsConfig",
     "ListenConfig",
+    "NamespacesConfig",
+    "OpenApiSpec",
     "PrefixMode",
     "SseSpec",
     "StdioSpec",
@@ -55,7 +61,7 @@ __all__ = [
 ]
 
 PrefixMode = Literal["conditional", "always", "never"]
-TargetKind = Literal["stdio", "http", "sse"]
+TargetKind = Literal["stdio", "http", "sse", "openapi"]
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DUPLICATE_NAME = "duplicate_target_name"
@@ -93,8 +99,14 @@ class _Model(BaseModel):
     @classmethod
     def _empty_means_default(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
+            known = _keys_of(cls)
+            return {k: v for k, v in data.items() if v is not None or k not in known}
         return data
+
+
+def _keys_of(cls: type[BaseModel]) -> list[str]:
+    """The keys a model accepts in a file: a field's alias (``from``) when it has one."""
+    return [f.alias or name for name, f in cls.model_fields.items()]
 
 
 class ListenConfig(_Model):
@@ -164,17 +176,7 @@ class HttpSpec(_Model):
     @field_validator("url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        problem = "must be an http:// or https:// URL with a host"
-        if any(c.isspace() for c in v):
-            raise ValueError(f"{problem}; it contains whitespace: {v!r}")
-        try:
-            parts = urlsplit(v)
-            parts.port  # noqa: B018 - raises ValueError on a malformed port
-        except ValueError:
-            raise ValueError(f"{problem}; could not parse {v!r}") from None
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{problem}, got {v!r}")
-        return v
+        return _check_http_url(v)
 
     @field_validator("headers")
     @classmethod
@@ -186,6 +188,62 @@ class SseSpec(HttpSpec):
     """A remote target using the legacy HTTP+SSE transport (same fields as http)."""
 
 
+def _check_http_url(v: str, problem: str = "must be an http:// or https:// URL with a host") -> str:
+    if any(c.isspace() for c in v):
+        raise ValueError(f"{problem}; it contains whitespace: {v!r}")
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ValueError(f"{problem}; could not parse {v!r}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{problem}, got {v!r}")
+    return v
+
+
+class OpenApiSpec(_Model):
+    """A REST API described by an OpenAPI 3.0/3.1 or Swagger 2.0 document, served as
+    MCP tools by the gateway itself: one tool per operation (see docs/openapi.md).
+
+    ``timeout`` bounds each REST call; the target's own ``timeout`` bounds loading
+    the document.
+    """
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    # A file path (relative to the gateway's working directory) or an http(s) URL,
+    # read when the target connects.
+    spec: str
+    # Overrides the document's servers[] (Swagger 2.0: schemes/host/basePath).
+    base_url: str | None = None
+    # Sent on every REST call (API keys, bearer tokens); header parameters with these
+    # names are filled from here and hidden from the tools' input schemas.
+    headers: dict[str, str] = Field(default_factory=dict)
+    # operationIds (or tool names); shell-style wildcards allowed. Empty = all.
+    include: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    exclude: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("spec")
+    @classmethod
+    def _spec_location(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        if "://" in v:
+            return _check_http_url(v, "must be a file path or an http:// or https:// URL")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str | None) -> str | None:
+        return v if v is None else _check_http_url(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_header_map(v)
+
+
 class TargetConfig(_Model):
     """One upstream MCP server. Its name becomes the tool/prompt prefix, hence the
     DNS-1123 restriction: it must be safe inside identifiers and URLs."""
@@ -194,6 +252,7 @@ class TargetConfig(_Model):
     stdio: StdioSpec | None = None
     http: HttpSpec | None = None
     sse: SseSpec | None = None
+    openapi: OpenApiSpec | None = None
     timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
 
     @field_validator("name")
@@ -212,7 +271,8 @@ class TargetConfig(_Model):
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
             raise ValueError(
-                f"target {self.name!r}: set exactly one of stdio, http, sse (found: {found})"
+                f"target {self.name!r}: set exactly one of stdio, http, sse, openapi "
+                f"(found: {found})"
             )
         return self
 
@@ -224,6 +284,8 @@ class TargetConfig(_Model):
             kinds.append("http")
         if self.sse is not None:
             kinds.append("sse")
+        if self.openapi is not None:
+            kinds.append("openapi")
         return kinds
 
     @property
@@ -232,9 +294,9 @@ class TargetConfig(_Model):
         return self._set_kinds()[0]
 
     @property
-    def spec(self) -> StdioSpec | HttpSpec | SseSpec:
+    def spec(self) -> StdioSpec | HttpSpec | SseSpec | OpenApiSpec:
         """The transport settings for :attr:`kind`."""
-        spec = self.stdio or self.http or self.sse
+        spec = self.stdio or self.http or self.sse or self.openapi
         assert spec is not None  # guaranteed by _exactly_one_kind
         return spec
 
@@ -264,6 +326,89 @@ class LimitsConfig(_Model):
     drain_timeout: float = Field(default=30.0, ge=0, allow_inf_nan=False)
 
 
+class LabelSelectorRequirement(_Model):
+    """One ``matchExpressions`` entry, with Kubernetes' semantics: ``NotIn`` and
+    ``DoesNotExist`` also match a namespace that lacks the label."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    key: str = Field(min_length=1)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> LabelSelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs a non-empty 'values' list")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no 'values'")
+        return self
+
+
+class LabelSelector(_Model):
+    """A Kubernetes label selector on namespace labels (as in a Gateway's
+    ``allowedRoutes``): every ``matchLabels`` pair and every expression must hold.
+    Keys are spelled as in Kubernetes manifests."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, populate_by_name=True)
+
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, alias="matchExpressions"
+    )
+
+
+class NamespacesConfig(_Model):
+    """Which namespaces' Services may become targets: ``All``, ``Same`` (the
+    gateway's own namespace) or ``Selector`` (namespaces whose labels match
+    ``selector``). ``selector`` is ignored unless ``from`` is ``Selector``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: Literal["All", "Same", "Selector"] = Field(default="All", alias="from")
+    selector: LabelSelector | None = None
+
+    @model_validator(mode="after")
+    def _selector_given(self) -> NamespacesConfig:
+        if self.from_ == "Selector" and self.selector is None:
+            raise ValueError(
+                "'from: Selector' needs a 'selector' (matchLabels and/or matchExpressions)"
+            )
+        return self
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        raise ValueError(f"must be a DNS-1123 label (a Kubernetes namespace name), got {value!r}")
+    return value
+
+
+def _dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not all(_DNS1123_LABEL.match(p) for p in value.split(".")):
+        raise ValueError(f"must be a DNS name such as 'cluster.local', got {value!r}")
+    return value
+
+
+class KubernetesDiscoveryConfig(_Model):
+    """Kubernetes Services whose ports carry an MCP ``appProtocol`` become targets."""
+
+    # None: the in-cluster service account when running in a pod, else $KUBECONFIG,
+    # else ~/.kube/config. A path: that kubeconfig file.
+    kubeconfig: str | None = Field(default=None, min_length=1)
+    # The gateway's own namespace (for `from: Same` and name clashes); None: the
+    # service account's namespace file, else "default".
+    namespace: Annotated[str, AfterValidator(_dns_label)] | None = None
+    namespaces: NamespacesConfig = Field(default_factory=NamespacesConfig)
+    address: Literal["dns", "clusterIP"] = "dns"
+    cluster_domain: Annotated[str, AfterValidator(_dns_subdomain)] = "cluster.local"
+
+
+class DiscoveryConfig(_Model):
+    """Sources of targets besides the ``targets`` list."""
+
+    kubernetes: KubernetesDiscoveryConfig | None = None
+
+
 class GatewayConfig(_Model):
     """The whole gateway configuration (the top level of the YAML file)."""
 
@@ -276,6 +421,7 @@ class GatewayConfig(_Model):
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     targets: list[TargetConfig] = Field(default_factory=list)
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
 
     @field_validator("targets")
     @classmethod
@@ -520,7 +666,7 @@ def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
     for part in loc:
         if isinstance(part, int):
             continue
-        field = cls.model_fields.get(part)
+        field = next((f for name, f in cls.model_fields.items() if (f.alias or name) == part), None)
         if field is None:
             return []
         ann: Any = field.annotation
@@ -535,7 +681,7 @@ def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return []
         cls = ann
-    return list(cls.model_fields)
+    return _keys_of(cls)
 
 
 def _message(err: Mapping[str, Any]) -> str:
