@@ -24,7 +24,7 @@ import aiohttp
 
 from .config import HttpSpec, SseSpec, StdioSpec, TargetConfig
 from .jsonrpc import Message
-from .multiplexer.catalog import CAPABILITY, KINDS, CHANGED, Kind, TargetCatalog
+from .multiplexer.catalog import CAPABILITY, CHANGED, KINDS, Kind, TargetCatalog
 from .tasks import TaskOwner
 from .upstream.base import UpstreamError, UpstreamSession
 from .upstream.http import HttpSession
@@ -50,7 +50,10 @@ LIST_KEYS: dict[Kind, tuple[str, str]] = {
 #: A buggy target that keeps returning cursors must not make us loop forever.
 MAX_PAGES = 1000
 HEALTH_INTERVAL = 15.0
+BACKOFF_MIN = 0.5
 BACKOFF_MAX = 30.0
+#: How long a connection must last before a failure retries at BACKOFF_MIN again.
+STABLE_AFTER = HEALTH_INTERVAL
 
 
 class Target:
@@ -107,6 +110,13 @@ class Target:
             return StdioSession(self.name, spec, self.config.timeout)
         if isinstance(spec, SseSpec):
             return SseSession(self.name, spec.url, spec.headers, self.http_client(), self.config.timeout)
+        if self.config.openapi is not None:
+            from .upstream.openapi import OpenApiSession
+
+            # Answered in process; client sessions reuse the catalog session's loaded spec.
+            return OpenApiSession(
+                self.name, self.config.openapi, self.http_client(), self.config.timeout, self.session
+            )
         assert isinstance(spec, HttpSpec)
         return HttpSession(
             self.name, spec.url, spec.headers, self.http_client(), self.config.timeout, listen
@@ -117,7 +127,7 @@ class Target:
         self._tasks.spawn(self._supervise(), "supervisor")
 
     async def _supervise(self) -> None:
-        backoff = 0.5
+        backoff = BACKOFF_MIN
         while True:
             session = self.new_session()
             session.on_unsolicited = self._unsolicited
@@ -135,12 +145,17 @@ class Target:
                 self.state = "ready"
                 self.last_error = None
                 self.connected_at = time.time()
-                backoff = 0.5
+                up_since = time.monotonic()
                 log.info("target '%s': ready (%s)", self.name, self._summary())
                 self.first_attempt.set()
                 self._on_change(self)
                 await self._watch(session)
                 error = session.close_reason or "connection lost"
+                # Only a connection that lasted earns a fast retry: resetting on every
+                # "ready" let a server that dies right after its catalog is listed
+                # restart (and churn every client's list) at full speed forever.
+                if time.monotonic() - up_since >= STABLE_AFTER:
+                    backoff = BACKOFF_MIN
             except UpstreamError as exc:
                 error = exc.reason
             except Exception as exc:  # garbage from the target must not kill the supervisor
