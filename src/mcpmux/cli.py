@@ -93,11 +93,11 @@ async def serve(config: GatewayConfig, path: str | None, ready_file: str | None 
         print(f"  MCP:   {mcp_url}", flush=True)
         if admin_url:
             print(f"  admin: {admin_url}/api/targets", flush=True)
-        for t in gateway.targets.values():
-            extra = f" ({t.last_error})" if t.last_error else ""
-            print(f"  target {t.name} [{t.kind}]: {t.state}{extra}", flush=True)
+        for target in gateway.targets.values():
+            extra = f" ({target.last_error})" if target.last_error else ""
+            print(f"  target {target.name} [{target.kind}]: {target.state}{extra}", flush=True)
         if ready_file:
-            Path(ready_file).write_text(json.dumps({"mcp": mcp_url, "admin": admin_url, "pid": os.getpid()}))
+            _write_ready_file(ready_file, {"mcp": mcp_url, "admin": admin_url, "pid": os.getpid()})
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -107,6 +107,14 @@ async def serve(config: GatewayConfig, path: str | None, ready_file: str | None 
             s.should_exit = True
         await gateway.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _write_ready_file(path: str, info: dict[str, object]) -> None:
+    """Written whole, then renamed into place: a watcher that sees the file exist must
+    never read it half-written (that made e2e tests flaky under load)."""
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, path)
 
 
 def _host(host: str) -> str:

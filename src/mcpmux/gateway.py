@@ -280,7 +280,9 @@ class Gateway:
             return
         if method == "notifications/resources/updated":
             uri = params.get("uri")
-            subs = target.subscribers.get(uri, ()) if isinstance(uri, str) else ()
+            if not isinstance(uri, str):
+                return  # malformed: nobody subscribed to a non-URI (and "+None" is no URI)
+            subs = target.subscribers.get(uri, ())
             exposed = {**msg, "params": {**params, "uri": self.view.expose_uri(target.name, uri)}}
             for sid in list(subs):
                 s = self.sessions.get(sid)

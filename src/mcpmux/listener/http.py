@@ -30,8 +30,8 @@ from ..jsonrpc import (
 )
 from ..session import ClientSession
 from ..sse import encode
-from .streams import RESUMABLE_FROM, SSE_HEADERS, send_json
 from ..upstream.base import SUPPORTED_VERSIONS
+from .streams import RESUMABLE_FROM, SSE_HEADERS, send_json
 
 log = logging.getLogger("mcpmux.listener")
 
@@ -43,7 +43,7 @@ LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str, code: int = INVALID_REQUEST, id: Any = None) -> None:  # noqa: A002
+    def __init__(self, status: int, message: str, code: int = INVALID_REQUEST, id: Any = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -102,7 +102,10 @@ class StreamableHTTP:
         allowed = self.gateway.config.allowed_origins
         if "*" in allowed or origin in allowed:
             return True
-        host = urlsplit(origin).hostname
+        try:
+            host = urlsplit(origin).hostname
+        except ValueError:  # e.g. "http://[": a malformed Origin is a foreign one, not a 500
+            return False
         return host in LOOPBACK
 
     def _session(self, headers: dict[str, str]) -> ClientSession:
@@ -131,9 +134,9 @@ class StreamableHTTP:
             raise HttpError(400, f"parse error: {exc}", PARSE_ERROR) from None
         if isinstance(msg, list):
             raise HttpError(400, "JSON-RPC batches are not supported (removed in MCP 2025-06-18): send one message per request")
-        problem = validate(msg)
+        problem = validate(msg) or _request_id_problem(msg)
         if problem:
-            raise HttpError(400, f"invalid request: {problem}", INVALID_REQUEST, msg.get("id") if isinstance(msg, dict) else None)
+            raise HttpError(400, f"invalid request: {problem}", INVALID_REQUEST, _echo_id(msg))
         if msg.get("method") == "initialize" and "id" in msg:
             await self._initialize(msg, send)
             return
@@ -204,6 +207,20 @@ class StreamableHTTP:
         session = self._session(headers)
         await self.gateway.close_session(session.id)
         await send_empty(send, 200)
+
+
+def _request_id_problem(msg: Message) -> str | None:
+    """MCP: a request id is a string or an integer, never null; JSON booleans are not ids."""
+    if "method" in msg and "id" in msg and (msg["id"] is None or isinstance(msg["id"], bool)):
+        return '"id" of a request must be a string or an integer (not null or a boolean)'
+    return None
+
+
+def _echo_id(msg: Any) -> Any:
+    """The id to put on an Invalid Request error: the sender's only if it is a valid one
+    (JSON-RPC: if the id cannot be determined, it is null)."""
+    rid = msg.get("id") if isinstance(msg, dict) else None
+    return rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
 
 
 def _headers(scope: Scope) -> dict[str, str]:
