@@ -131,6 +131,7 @@ class Target:
         while True:
             session = self.new_session()
             session.on_unsolicited = self._unsolicited
+            session.on_reopened = self._reopened
             self.state = "connecting"
             try:
                 # Fix (real-peers e2e): the catalog session of http/sse targets declared no
@@ -257,6 +258,12 @@ class Target:
             log.warning("target '%s': re-listing %s failed: %s", self.name, kind, exc.reason)
         finally:
             self._refreshing.discard(kind)
+
+    async def _reopened(self, session: UpstreamSession) -> None:
+        """The target restarted under our session: what it offers may have changed too."""
+        for kind in ("tools", "prompts", "resources"):
+            if CAPABILITY[kind] in self.catalog.capabilities:
+                self.refresh(kind)
 
     async def _unsolicited(self, msg: Message, session: UpstreamSession) -> None:
         method = msg.get("method", "")

@@ -255,14 +255,6 @@ async def test_crash_mid_call_is_a_clear_error_and_the_process_restarts(crashy: 
     assert pid1 not in children_of(crashy.proc.pid), "the crashed process was not reaped"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "upstream/stdio.py: after stdout EOF it awaits proc.wait() forever; and under uvloop "
-        "(the CLI's loop) each child inherits duplicates of its stdio fds, so closing fd 1 "
-        "never even produces EOF. Remove this mark once both are fixed."
-    ),
-)
 async def test_stdio_that_closes_stdout_but_lives_is_restarted(crashy: Gateway) -> None:
     """A wedged server (its stdout gone, its process alive) is as dead as a crashed one."""
     async with RawClient(crashy.mcp_url, 10) as c:  # the gateway needs ~3 s (TERMINATE_GRACE)

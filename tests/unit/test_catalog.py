@@ -152,14 +152,6 @@ def test_long_target_name_still_fits() -> None:
     assert len(out) <= MAX_NAME
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "naming.py joins the hash with '~', outside the tool-name alphabet "
-        "([A-Za-z0-9_.-], SEP-986/2025-11-25) and the ^[a-zA-Z0-9_-]{1,64}$ pattern that "
-        "many clients enforce. Remove this mark once the separator is '_' or '-'."
-    ),
-)
 def test_shortened_names_use_only_tool_name_characters() -> None:
     out = prefixed_name("target", "n" * 100)
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", out), out
@@ -338,11 +330,6 @@ def _b64(value: Any) -> str:
             pytest.param(
                 _b64({"k": "tools", "p": [["a", bad]]}),
                 id=f"offset-{bad}",
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="catalog._decode_cursor accepts negative and bool offsets "
-                    "(a negative one re-serves items from the end: duplicates); remove once fixed",
-                ),
             )
             for bad in (-1, True)
         ),

@@ -150,7 +150,11 @@ def _decode_cursor(cursor: str, kind: str) -> list[list[Any]]:
         data = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
         pending = data["p"]
         if data["k"] != kind or not all(
-            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], int)
+            isinstance(p, list)
+            and len(p) == 2
+            and isinstance(p[0], str)
+            and type(p[1]) is int  # not bool
+            and p[1] >= 0
             for p in pending
         ):
             raise ValueError

@@ -21,7 +21,7 @@ def prefixed_name(target: str, name: str) -> str:
     if len(full) <= MAX_NAME:
         return full
     digest = hashlib.sha1(full.encode()).hexdigest()[:8]
-    return f"{full[: MAX_NAME - 9]}~{digest}"
+    return f"{full[: MAX_NAME - 9]}-{digest}"
 
 
 def prefixed_uri(target: str, uri: str) -> str:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
+from collections import deque
 
 import orjson
 
 from ..config import StdioSpec
 from ..jsonrpc import Message
 from .base import UpstreamError, UpstreamSession
+from .process import ChildProcess
 
 log = logging.getLogger("mcpmux.upstream.stdio")
 
@@ -20,6 +20,8 @@ log = logging.getLogger("mcpmux.upstream.stdio")
 TERMINATE_GRACE = 3.0
 #: Largest single message line accepted from a child.
 LINE_LIMIT = 64 * 1024 * 1024
+#: stderr lines kept to explain a failure in lastError.
+STDERR_TAIL = 5
 
 
 class StdioSession(UpstreamSession):
@@ -30,7 +32,9 @@ class StdioSession(UpstreamSession):
     def __init__(self, target: str, spec: StdioSpec, timeout: float) -> None:
         super().__init__(target, timeout)
         self.spec = spec
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: ChildProcess | None = None
+        #: The child's last stderr lines: the usual explanation of why it died.
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
 
     @property
     def pid(self) -> int | None:
@@ -40,29 +44,25 @@ class StdioSession(UpstreamSession):
         env = dict(os.environ) if self.spec.inherit_env else {"PATH": os.environ.get("PATH", "")}
         env.update(self.spec.env)
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                self.spec.command,
-                *self.spec.args,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=self.spec.cwd,
-                env=env,
-                limit=LINE_LIMIT,
-                start_new_session=True,  # its own process group: we reap its children too
+            self.proc = await ChildProcess.start(
+                [self.spec.command, *self.spec.args], env, self.spec.cwd, LINE_LIMIT
             )
-        except FileNotFoundError:
-            raise UpstreamError(self.target, f"command not found: {self.spec.command}") from None
+        except FileNotFoundError as exc:
+            missing = self.spec.cwd if exc.filename == self.spec.cwd else self.spec.command
+            what = "working directory not found" if missing == self.spec.cwd else "command not found"
+            raise UpstreamError(self.target, f"{what}: {missing}") from None
         except PermissionError:
             raise UpstreamError(self.target, f"command not executable: {self.spec.command}") from None
         except NotADirectoryError:
             raise UpstreamError(self.target, f"working directory invalid: {self.spec.cwd}") from None
+        except OSError as exc:
+            raise UpstreamError(self.target, f"cannot start {self.spec.command}: {exc}") from None
         log.info("target '%s': started pid %d: %s", self.target, self.proc.pid, self.spec.command)
         self._tasks.spawn(self._read_stdout(), "stdout")
         self._tasks.spawn(self._read_stderr(), "stderr")
 
     async def _read_stdout(self) -> None:
-        assert self.proc and self.proc.stdout
+        assert self.proc
         stdout = self.proc.stdout
         while True:
             try:
@@ -79,43 +79,46 @@ class StdioSession(UpstreamSession):
                 msg = orjson.loads(line)
             except orjson.JSONDecodeError:
                 log.warning("target '%s' wrote non-JSON to stdout: %.200r", self.target, line)
+                self.stderr_tail.append(f"(stdout, not JSON) {line[:200].decode('utf-8', 'replace')}")
                 continue
             try:
                 await self.dispatch(msg)
             except Exception:
                 log.exception("target '%s': failed to route a message", self.target)
-        code = await self.proc.wait()
-        self.lost(f"process exited with code {code}")
+        # stdout closed: the session is over whether or not the process lingers.
+        try:
+            code: int | None = await asyncio.wait_for(self.proc.wait(), 1.0)
+        except TimeoutError:
+            code = None
+        reason = "closed its stdout" if code is None else f"process exited with code {code}"
+        if self.stderr_tail:
+            reason += f"; last stderr: {self.stderr_tail[-1]}"
+        self.lost(reason)
 
     async def _read_stderr(self) -> None:
-        assert self.proc and self.proc.stderr
+        assert self.proc
         child = logging.getLogger(f"mcpmux.target.{self.target}")
         while line := await self.proc.stderr.readline():
-            child.info("%s", line.decode("utf-8", "replace").rstrip())
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                self.stderr_tail.append(text[:300])
+            child.info("%s", text)
 
     async def _send(self, msg: Message) -> None:
-        if self.proc is None or self.proc.stdin is None or self.proc.returncode is not None:
+        proc = self.proc
+        if proc is None or proc.stdin is None or proc.returncode is not None:
             raise UpstreamError(self.target, "process is not running")
         try:
-            self.proc.stdin.write(orjson.dumps(msg) + b"\n")
-            await self.proc.stdin.drain()
+            proc.stdin.write(orjson.dumps(msg) + b"\n")
+            await proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             self.lost("process closed its stdin")
             raise UpstreamError(self.target, "process closed its stdin") from None
 
     async def _disconnect(self) -> None:
         proc = self.proc
-        if proc is None or proc.returncode is not None:
+        if proc is None:
             return
-        if proc.stdin:
-            with contextlib.suppress(Exception):
-                proc.stdin.close()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), TERMINATE_GRACE)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-        log.info("target '%s': process %d stopped", self.target, proc.pid)
+        # Shielded: a cancelled shutdown must still reap the child, never leave it running.
+        code = await asyncio.shield(proc.stop(TERMINATE_GRACE))
+        log.info("target '%s': process %d stopped (code %s)", self.target, proc.pid, code)

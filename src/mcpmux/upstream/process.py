@@ -1,0 +1,108 @@
+"""A child process wired into asyncio with exactly three inherited descriptors.
+
+``asyncio.create_subprocess_exec`` under uvloop leaves duplicates of the
+child's stdio pipes (and a loop-internal pipe) open inside the child, so a
+child that closes its stdout never produces EOF and closing its stdin never
+tells it to stop. Here ``subprocess.Popen(close_fds=True)`` starts the child,
+the pipes are attached to the running loop, and exit is observed through a
+pidfd, so behaviour is the same on uvloop and the default loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+
+
+class ChildProcess:
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.stdout = asyncio.StreamReader(limit=2**26)
+        self.stderr = asyncio.StreamReader(limit=2**20)
+        self.stdin: asyncio.StreamWriter | None = None
+        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def start(
+        cls,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | None,
+        stdout_limit: int,
+    ) -> ChildProcess:
+        popen = subprocess.Popen(  # noqa: ASYNC220 - fork+exec is fast; see the module docstring
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            cwd=cwd,
+            close_fds=True,
+            start_new_session=True,  # its own process group: we can stop its children too
+            bufsize=0,
+        )
+        child = cls(popen)
+        child.stdout = asyncio.StreamReader(limit=stdout_limit)
+        loop = asyncio.get_running_loop()
+        assert popen.stdin and popen.stdout and popen.stderr
+        out, err = child.stdout, child.stderr
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(out), popen.stdout)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(err), popen.stderr)
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, popen.stdin
+        )
+        child.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        child._watch_exit(loop)
+        return child
+
+    def _watch_exit(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            fd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # no pidfd: poll instead
+            loop.create_task(self._poll_exit())
+            return
+
+        def reap() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            if not self._exited.done():
+                self._exited.set_result(self.popen.wait())
+
+        loop.add_reader(fd, reap)
+
+    async def _poll_exit(self) -> None:
+        while (code := self.popen.poll()) is None:
+            await asyncio.sleep(0.1)
+        if not self._exited.done():
+            self._exited.set_result(code)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._exited.result() if self._exited.done() else None
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    async def stop(self, grace: float) -> int:
+        """Close stdin, SIGTERM the group, SIGKILL after ``grace``; always reaps."""
+        if self.stdin is not None:
+            with contextlib.suppress(Exception):
+                self.stdin.close()
+        if self.returncode is None:
+            self.signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.wait(), grace)
+            except TimeoutError:
+                self.signal_group(signal.SIGKILL)
+        code = await self.wait()
+        self.signal_group(signal.SIGKILL)  # grandchildren left in the group
+        return code
