@@ -8,15 +8,18 @@ them all. The reconciler entry point ``apply`` is how any source of targets
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from . import __version__
+from . import __version__, era
 from .config import GatewayConfig, TargetConfig
+from .era import StateSealer
 from .jsonrpc import INVALID_PARAMS, Message, RPCError, notification
+from .mrtr import Continuations
 from .multiplexer.catalog import CHANGED, KINDS, Kind, Route, View, build_view
 from .multiplexer.naming import split_uri
 from .session import LEVEL_RANK, ClientSession
@@ -36,12 +39,21 @@ class Gateway:
         self.sessions: dict[str, ClientSession] = {}
         self.view = View()
         self._tasks = TaskOwner("gateway")
+        #: Upstream calls held across a modern client's retries, and the seal on their state.
+        self.continuations = Continuations()
+        #: 2026 ``subscriptions/listen`` streams: id -> (their queue's session, notification kinds)
+        self.listeners: dict[str, tuple[ClientSession, set[str]]] = {}
+        self.sealer = StateSealer()
         self._sources: dict[str, asyncio.Task[Any]] = {}
         self.started_at = time.time()
         #: Where the config came from ("config", "demo"); shown as each target's source.
         self.config_source = "config"
         #: Set by the config-file watcher: whether the last edit was valid, and why not.
         self.config_status: dict[str, Any] = {"valid": True, "errors": [], "watching": False}
+        #: Bridge mode (``mcpmux bridge``): one target, shown as itself. initialize answers
+        #: with its serverInfo, instructions and capabilities, and requests the gateway does
+        #: not know are forwarded to it instead of refused.
+        self.transparent = False
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -50,6 +62,7 @@ class Gateway:
         self._start_discovery()
 
     async def aclose(self) -> None:
+        await self.continuations.aclose()
         await self._tasks.aclose()
         sessions, self.sessions = self.sessions, {}
         await asyncio.gather(*(s.aclose() for s in sessions.values()), return_exceptions=True)
@@ -144,17 +157,57 @@ class Gateway:
         )
 
     # -- the merged view -------------------------------------------------
-    def _catalog_changed(self, _target: Target | None) -> None:
+    def _catalog_changed(self, _target: Target | None, announced: set[Kind] | None = None) -> None:
+        """Rebuild the view; tell clients what changed (and what a target announced)."""
         ready = [(t.name, t.catalog) for t in self.targets.values() if t.ready]
         old = self.view
         self.view = build_view(ready, self.config.prefix, len(self.targets))
         changed = {CHANGED[k] for k in KINDS if old.digests.get(k, b"[]") != self.view.digests[k]}
+        changed |= {CHANGED[k] for k in announced or ()}
         for method in sorted(changed):
             msg = notification(method)
             for s in list(self.sessions.values()):
                 s.post(msg)
+            for listener, kinds in list(self.listeners.values()):
+                if method in kinds:
+                    listener.post(msg)
 
-    async def list_page(self, kind: Kind, cursor: Any) -> dict[str, Any]:
+    # -- subscriptions held on a target's shared session (stdio; 2026 listeners) --
+    async def subscribe_shared(self, sid: str, uri: str) -> bool:
+        """Subscribe ``sid`` to a resource through its target's shared session."""
+        route = self.view.route_uri(uri)
+        target = self.targets.get(route.target) if route is not None else None
+        if route is None or target is None or target.session is None or target.session.modern:
+            return False
+        if not (target.catalog.capabilities.get("resources") or {}).get("subscribe"):
+            return False
+        subs = target.subscribers.setdefault(route.original, set())
+        if not subs:
+            try:
+                await target.session.request("resources/subscribe", {"uri": route.original},
+                                             timeout=target.config.timeout)
+            except UpstreamError:
+                target.subscribers.pop(route.original, None)
+                return False
+        subs.add(sid)
+        return True
+
+    async def unsubscribe_shared(self, sid: str, uri: str) -> None:
+        route = self.view.route_uri(uri)
+        target = self.targets.get(route.target) if route is not None else None
+        if route is None or target is None:
+            return
+        subs = target.subscribers.get(route.original)
+        if subs is None:
+            return
+        subs.discard(sid)
+        if not subs:
+            del target.subscribers[route.original]
+            if target.session is not None:
+                await target.session.request("resources/unsubscribe", {"uri": route.original},
+                                             timeout=target.config.timeout)
+
+    async def list_page(self, kind: Kind, cursor: Any, modern: bool = False) -> dict[str, Any]:
         if cursor is not None and not isinstance(cursor, str):
             raise RPCError(INVALID_PARAMS, "cursor must be a string")
         await self.wait_ready()
@@ -162,14 +215,72 @@ class Gateway:
         out: dict[str, Any] = {kind: items}
         if next_cursor:
             out["nextCursor"] = next_cursor
+        if modern:
+            out["ttlMs"], out["cacheScope"] = self.cache_hint(kind)
         return out
+
+    def cache_hint(self, kind: Kind) -> tuple[int, str]:
+        """2026 caching fields for a merged list: the most conservative of the targets'.
+        A target that gave none (handshake era) counts as ``ttlMs: 0``, ``private``."""
+        ttl, scope = None, "public"
+        for t in self.targets.values():
+            if not t.ready:
+                continue
+            t_ttl, t_scope = t.catalog.cache.get(kind, (0, "private"))
+            ttl = t_ttl if ttl is None else min(ttl, t_ttl)
+            if t_scope != "public":
+                scope = "private"
+        return (ttl or 0), (scope if ttl is not None else "private")
+
+    def discover(self) -> dict[str, Any]:
+        """``server/discover``: the gateway as one modern server."""
+        res: dict[str, Any] = {
+            "resultType": "complete",
+            "supportedVersions": list(era.ALL_VERSIONS),
+            "capabilities": self.capabilities(),
+            "_meta": {era.K_SERVER_INFO: self.server_info()},
+            "ttlMs": 0,
+            "cacheScope": "private",
+        }
+        instructions = self.instructions()
+        if instructions:
+            res["instructions"] = instructions
+        return res
+
+    def server_info(self) -> dict[str, Any]:
+        return {"name": "mcpmux", "title": "mcpmux gateway", "version": __version__}
+
+    def instructions(self) -> str | None:
+        parts = [
+            f"[{t.name}] {t.catalog.instructions}"
+            for t in self.targets.values()
+            if t.ready and isinstance(t.catalog.instructions, str) and t.catalog.instructions
+        ]
+        return "\n\n".join(parts) or None
 
     def unavailable_route(self, name: str, what: str) -> Route:
         """A name not in the view: a known target that is down, or an error."""
         target, sep, rest = name.partition("_")
         if sep and target in self.targets and not self.targets[target].ready:
             return Route(target, rest)
+        # Unprefixed names (prefix: never, bridge mode): a target that is down and offered
+        # this name when it was last up; in bridge mode, the one target whatever the name.
+        # Either way the caller gets "target X is unavailable", not "unknown tool".
+        kind: Kind = "tools" if what == "tool" else "prompts"
+        for t in self.targets.values():
+            if not t.ready and (
+                (self.transparent and len(self.targets) == 1)
+                or (not self.view.prefixed
+                    and any(i.get("name") == name for i in t.catalog.items.get(kind, ())))
+            ):
+                return Route(t.name, name)
         raise RPCError(INVALID_PARAMS, f"unknown {what}: {name}")
+
+    def sole_route(self) -> Route | None:
+        """Bridge mode: where a request the gateway does not handle itself goes."""
+        if not self.transparent or len(self.targets) != 1:
+            return None
+        return Route(next(iter(self.targets)), "")
 
     def capabilities(self) -> dict[str, Any]:
         """The union of what ready targets offer; list_changed always (targets come and go)."""
@@ -218,9 +329,28 @@ class Gateway:
         ]
         if instructions:
             res["instructions"] = "\n\n".join(instructions)
+        if self.transparent:
+            self._as_the_target(res)
         log.info("session %s: opened by %s (%s)", sid[:8],
                  session.client_info.get("name", "?"), version)
         return session, {"jsonrpc": "2.0", "id": msg["id"], "result": res}
+
+    def _as_the_target(self, res: dict[str, Any]) -> None:
+        """Bridge mode: the initialize result of the one target, as it was last seen
+        (capabilities untouched, plus listChanged since the gateway sends it)."""
+        target = next(iter(self.targets.values()), None) if len(self.targets) == 1 else None
+        if target is None or not target.catalog.server_info:
+            return  # never connected yet: the gateway's own answer is all there is
+        catalog = target.catalog
+        caps = copy.deepcopy(catalog.capabilities)
+        for key in ("tools", "prompts", "resources"):
+            if isinstance(caps.get(key), dict):
+                caps[key]["listChanged"] = True
+        res["capabilities"] = caps
+        res["serverInfo"] = catalog.server_info
+        res.pop("instructions", None)
+        if isinstance(catalog.instructions, str) and catalog.instructions:
+            res["instructions"] = catalog.instructions
 
     async def close_session(self, sid: str) -> bool:
         session = self.sessions.pop(sid, None)
@@ -285,7 +415,7 @@ class Gateway:
             subs = target.subscribers.get(uri, ())
             exposed = {**msg, "params": {**params, "uri": self.view.expose_uri(target.name, uri)}}
             for sid in list(subs):
-                s = self.sessions.get(sid)
+                s = self.sessions.get(sid) or self.listeners.get(sid, (None,))[0]
                 if s is not None:
                     s.post(exposed)
         elif method == "notifications/message" and target.shared:

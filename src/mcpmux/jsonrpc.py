@@ -29,6 +29,11 @@ def dumps(msg: Any) -> bytes:
     return orjson.dumps(msg)
 
 
+def obj(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (peers send anything)."""
+    return value if isinstance(value, dict) else {}
+
+
 def is_request(msg: Message) -> bool:
     return "method" in msg and "id" in msg
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from . import era
 from .jsonrpc import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
@@ -24,6 +25,7 @@ from .jsonrpc import (
     result,
 )
 from .listener.streams import ResponseStream, Send
+from .mrtr import Continuation
 from .multiplexer.catalog import LIST_METHODS, Route
 from .upstream.base import UpstreamError, UpstreamSession
 
@@ -44,6 +46,13 @@ NEEDS_CAPABILITY = {
     "roots/list": "roots",
 }
 OUTBOX_LIMIT = 1000
+#: Methods that do not exist in the 2026 (stateless) protocol.
+HANDSHAKE_ONLY = frozenset(
+    {"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
+)
+#: Calls a handshake-era target may interrupt with a server->client request.
+HELD_METHODS = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete"})
+MAX_INPUT_ROUNDS = 8
 _tokens = itertools.count(1)
 
 
@@ -88,17 +97,29 @@ class Call:
 
 
 class ClientSession:
+    """A handshake-era session (``initialize``, ``Mcp-Session-Id``), or, with
+    ``stateless=True``, the context of one 2026-07-28 request: same routing,
+    state taken from the request's ``_meta`` and dropped after it."""
+
     def __init__(
-        self, gateway: Gateway, sid: str, protocol_version: str, params: dict[str, Any]
+        self,
+        gateway: Gateway,
+        sid: str,
+        protocol_version: str,
+        params: dict[str, Any],
+        *,
+        stateless: bool = False,
+        log_level: str | None = None,
     ) -> None:
         self.gateway = gateway
         self.id = sid
         self.protocol_version = protocol_version
+        self.stateless = stateless
         caps = params.get("capabilities")
         self.capabilities: dict[str, Any] = caps if isinstance(caps, dict) else {}
         info = params.get("clientInfo")
         self.client_info: dict[str, Any] = info if isinstance(info, dict) else {}
-        self.log_level: str | None = None
+        self.log_level: str | None = log_level
         self.subscriptions: set[str] = set()
         self.upstreams: dict[str, UpstreamSession] = {}
         self.outbox: asyncio.Queue[Message] = asyncio.Queue(OUTBOX_LIMIT)
@@ -111,8 +132,9 @@ class ClientSession:
         self.streams = 0
         self._opening: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
-        #: our id -> (upstream session, the target's id) for requests relayed to the client
-        self._owed: dict[int, tuple[UpstreamSession, Any]] = {}
+        #: our id -> (upstream session, the target's id) for requests relayed to the client,
+        #: or the future awaiting the answer to a request the gateway itself asked
+        self._owed: dict[int, tuple[UpstreamSession, Any] | asyncio.Future[Message]] = {}
         #: client request id -> (upstream, upstream id, task, call) while in flight
         self._inflight: dict[Any, tuple[UpstreamSession, int, asyncio.Task[Any] | None, Call]] = {}
 
@@ -143,7 +165,7 @@ class ClientSession:
 
     def admits(self, msg: Message) -> bool:
         if self.log_level is None:
-            return True
+            return not self.stateless  # 2026: no log messages unless the request asked
         level = (msg.get("params") or {}).get("level")
         rank = LEVEL_RANK.get(level, len(LEVEL_RANK)) if isinstance(level, str) else len(LEVEL_RANK)
         return rank >= LEVEL_RANK[self.log_level]
@@ -168,6 +190,10 @@ class ClientSession:
         entry = self._owed.pop(msg.get("id"), None)  # type: ignore[arg-type]
         if entry is None:
             return False
+        if isinstance(entry, asyncio.Future):
+            if not entry.done():
+                entry.set_result(msg)
+            return True
         upstream, upstream_id = entry
         try:
             await upstream.respond({**msg, "id": upstream_id})
@@ -211,11 +237,16 @@ class ClientSession:
             return error(rid, INVALID_PARAMS, "params must be an object")
         params = params or {}
         try:
-            if method == "ping":
+            if method == "ping" and not self.stateless:
                 return result(rid, {})
+            if self.stateless:
+                if method == "server/discover":
+                    return result(rid, self.gateway.discover())
+                if method in HANDSHAKE_ONLY:
+                    raise RPCError(METHOD_NOT_FOUND, f"{method} does not exist in protocol {self.protocol_version}")
             kind = LIST_METHODS.get(method)
             if kind is not None:
-                return result(rid, await self.gateway.list_page(kind, params.get("cursor")))
+                return result(rid, await self.gateway.list_page(kind, params.get("cursor"), self.stateless))
             if method == "tools/call":
                 route = self._route_name(params, self.gateway.view.tools, "tool")
                 return await self._forward(route, msg, {**params, "name": route.original}, emit)
@@ -234,6 +265,9 @@ class ClientSession:
                 return await self._set_level(rid, params)
             if method == "initialize":
                 raise RPCError(-32600, "this session is already initialized")
+            sole = self.gateway.sole_route()
+            if sole is not None:  # bridge mode hides nothing: the server answers what we don't know
+                return await self._forward(sole, msg, params, emit)
             raise RPCError(METHOD_NOT_FOUND, f"method not found: {method}")
         except RPCError as exc:
             return exc.to_message(rid)
@@ -271,8 +305,9 @@ class ClientSession:
         return {**resp, "result": {**res, "contents": contents}}
 
     async def upstream_for(self, target: Target) -> UpstreamSession:
-        """The upstream session this client uses for ``target`` (opened on first use)."""
-        if target.shared:
+        """The upstream session this client uses for ``target`` (opened on first use).
+        A stateless (2026) request has no session of its own: it uses the target's."""
+        if target.shared or self.stateless or target.session_era(False) == "modern":
             if target.session is None:
                 raise UpstreamError(target.name, f"not ready ({target.last_error or target.state})")
             return target.session
@@ -286,7 +321,7 @@ class ClientSession:
                 return up
             if self.closed:
                 raise UpstreamError(target.name, "client session closed")
-            up = target.new_session()
+            up = target.new_session(era=target.session_era(False))
             up.on_unsolicited = self._unsolicited
             up.on_reopened = self._restore
             await up.open(self.capabilities, self.client_info, self.protocol_version)
@@ -314,6 +349,7 @@ class ClientSession:
         self, route: Route, msg: Message, params: dict[str, Any], emit: Emit | None
     ) -> Message:
         rid = msg["id"]
+        method: str = msg["method"]
         target = self.gateway.targets.get(route.target)
         if target is None or not target.ready:
             state = "removed" if target is None else (target.last_error or target.state)
@@ -328,14 +364,28 @@ class ClientSession:
         if isinstance(meta, dict) and "progressToken" in meta:
             token = meta["progressToken"]
             params = {**params, "_meta": {**meta, "progressToken": f"mcpmux-{next(_tokens)}"}}
+        held = None
+        if self.stateless and "requestState" in params:
+            params, held = await self._resume(route, params)
         call = Call(self, route.target, emit, token)
         target.inflight += 1
         try:
             upstream = await self.upstream_for(target)
+            if upstream.modern:
+                params = self._envelope(params, upstream)
+            elif self.stateless and method in HELD_METHODS:
+                # A handshake-era target may ask the client something mid-call: hold the
+                # call so the answer can arrive on a later request (MRTR translation).
+                if held is None:
+                    held = self.gateway.continuations.start(target.name, upstream, method, params)
+                return await self._await_held(held, rid, emit, token)
             uid = upstream.next_id()
             self._inflight[rid] = (upstream, uid, asyncio.current_task(), call)
             try:
-                resp = await upstream.request(msg["method"], params, call, id=uid)
+                resp = await upstream.request(method, params, call, id=uid)
+                res = resp.get("result")
+                if isinstance(res, dict) and res.get("resultType") == "input_required":
+                    resp = await self._input_required(route, upstream, method, params, resp, call)
             finally:
                 self._inflight.pop(rid, None)
         except UpstreamError as exc:
@@ -351,6 +401,119 @@ class ClientSession:
         out = dict(resp)
         out["id"] = rid
         return out
+
+    def _envelope(self, params: dict[str, Any], upstream: UpstreamSession) -> dict[str, Any]:
+        """A modern target needs the client's version, capabilities and info on every request."""
+        meta = dict(params.get("_meta") or {})
+        meta[era.K_VERSION] = upstream.protocol_version
+        meta.setdefault(era.K_CAPABILITIES, self.capabilities)
+        meta.setdefault(era.K_CLIENT_INFO, self.client_info or {"name": "mcpmux", "version": "0"})
+        if self.log_level is not None:
+            meta.setdefault(era.K_LOG_LEVEL, self.log_level)
+        return {**params, "_meta": meta}
+
+    async def _resume(self, route: Route, params: dict[str, Any]) -> tuple[dict[str, Any], Continuation | None]:
+        """A modern client's retry: unwrap our requestState, deliver its inputResponses."""
+        params = dict(params)
+        state = self.gateway.sealer.open(params.pop("requestState", None))
+        responses = params.pop("inputResponses", None) or {}
+        if not isinstance(responses, dict):
+            raise RPCError(INVALID_PARAMS, "inputResponses must be an object")
+        if state.get("t") != route.target:
+            raise RPCError(INVALID_PARAMS, "requestState belongs to another tool, prompt or resource")
+        if "c" not in state:  # a modern target's own state: give it back, untouched
+            if state.get("s") is not None:
+                params["requestState"] = state["s"]
+            if responses:
+                params["inputResponses"] = responses
+            return params, None
+        held = self.gateway.continuations.get(state["c"])
+        if held is None:
+            raise RPCError(INVALID_PARAMS, "requestState expired: send the request again without it")
+        for key, value in responses.items():
+            if not await held.answer(key, value):
+                raise RPCError(INVALID_PARAMS, f"inputResponses has no pending request {key!r}")
+        return params, held
+
+    async def _await_held(self, held: Continuation, rid: Any, emit: Emit | None, token: Any) -> Message:
+        held.emit, held.token, held.log_level = emit, token, self.log_level
+        kind, value, upstream = await held.events.get()
+        if kind != "request":
+            await self.gateway.continuations.drop(held, "done")
+            if kind == "error":
+                return error(rid, TARGET_UNAVAILABLE, str(value), {"target": held.target})
+            return {**value, "id": rid}
+        assert upstream is not None
+        needed = NEEDS_CAPABILITY.get(value.get("method", ""))
+        if needed is not None and needed not in self.capabilities:
+            await upstream.respond(
+                error(value["id"], METHOD_NOT_FOUND, f"the client did not declare the '{needed}' capability")
+            )
+            await self.gateway.continuations.drop(held, f"client lacks {needed}")
+            return error(
+                rid,
+                era.MISSING_CAPABILITY,
+                f"this request needs the client capability '{needed}'",
+                {"requiredCapabilities": [needed]},
+            )
+        key = f"r{next(held.keys)}"
+        held.pending[key] = (upstream, value["id"])
+        state = self.gateway.sealer.seal({"t": held.target, "c": held.id})
+        request = {"method": value["method"], "params": value.get("params") or {}}
+        return result(
+            rid, {"resultType": "input_required", "inputRequests": {key: request}, "requestState": state}
+        )
+
+    async def _input_required(
+        self,
+        route: Route,
+        upstream: UpstreamSession,
+        method: str,
+        params: dict[str, Any],
+        resp: Message,
+        call: Call,
+    ) -> Message:
+        """A modern target wants input. A modern client gets it with the target's state
+        sealed; a handshake client is asked with real requests and the call retried."""
+        res = resp["result"]
+        if self.stateless:
+            sealed = self.gateway.sealer.seal({"t": route.target, "s": res.get("requestState")})
+            return {**resp, "result": {**res, "requestState": sealed}}
+        for _ in range(MAX_INPUT_ROUNDS):
+            answers: dict[str, Any] = {}
+            for key, request in (res.get("inputRequests") or {}).items():
+                answer = await self.ask(request, call.emit)
+                if "error" in answer:
+                    return {"jsonrpc": "2.0", "id": resp.get("id"), "error": answer["error"]}
+                answers[key] = answer.get("result")
+            retry = {k: v for k, v in params.items() if k not in ("inputResponses", "requestState")}
+            retry["inputResponses"] = answers
+            if "requestState" in res:
+                retry["requestState"] = res["requestState"]
+            resp = await upstream.request(method, retry, call)
+            res = resp.get("result")
+            if not (isinstance(res, dict) and res.get("resultType") == "input_required"):
+                return resp
+        return error(resp.get("id"), TARGET_UNAVAILABLE, f"target '{route.target}' kept asking for input",
+                     {"target": route.target})
+
+    async def ask(self, request: Any, emit: Emit | None) -> Message:
+        """Send the client a request of the gateway's own and wait for its answer."""
+        if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+            return error(None, INVALID_PARAMS, "the target sent a malformed input request")
+        needed = NEEDS_CAPABILITY.get(request["method"])
+        if needed is not None and needed not in self.capabilities:
+            return error(None, era.MISSING_CAPABILITY, f"the client did not declare '{needed}'",
+                         {"requiredCapabilities": [needed]})
+        gid = next(self._ids)
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._owed[gid] = fut
+        try:
+            await self.send({"jsonrpc": "2.0", "id": gid, "method": request["method"],
+                             "params": request.get("params") or {}}, emit)
+            return await fut
+        finally:
+            self._owed.pop(gid, None)
 
     async def _subscription(self, method: str, msg: Message, params: dict[str, Any]) -> Message:
         route = self._route_uri(params)

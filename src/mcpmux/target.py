@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import aiohttp
 
-from .config import HttpSpec, SseSpec, StdioSpec, TargetConfig
-from .jsonrpc import Message
+from .config import HttpSpec, SseSpec, StdioSpec, TargetConfig, UrlSpec
+from .jsonrpc import Message, obj
 from .multiplexer.catalog import CAPABILITY, CHANGED, KINDS, Kind, TargetCatalog
 from .tasks import TaskOwner
 from .upstream.base import UpstreamError, UpstreamSession
@@ -60,13 +60,16 @@ class Target:
     def __init__(
         self,
         config: TargetConfig,
-        on_change: Callable[[Target], None],
+        on_change: Callable[..., None],
         on_message: Callable[[Target, Message, UpstreamSession], Awaitable[None]],
         source: str = "config",
     ) -> None:
         self.config = config
         self.name = config.name
         self.kind = config.kind
+        #: How the target is reached. For ``url:`` targets it is probed on connect
+        #: (``http`` or ``sse``) and remembered; None until the first probe succeeds.
+        self.transport: str | None = self.kind if self.kind in ("stdio", "http", "sse") else None
         self.source = source
         self.state: State = "connecting"
         self.last_error: str | None = None
@@ -74,6 +77,9 @@ class Target:
         self.session: UpstreamSession | None = None
         self.connected_at: float | None = None
         self.restarts = 0
+        #: "modern" (2026-07-28) or "handshake", once the first connection found out.
+        self.era: str | None = None
+        self.dual = False
         #: Calls in flight through any session of this target (the reconciler drains them).
         self.inflight = 0
         self.first_attempt = asyncio.Event()
@@ -104,7 +110,7 @@ class Target:
             )
         return self._http
 
-    def new_session(self, listen: bool = True) -> UpstreamSession:
+    def new_session(self, listen: bool = True, era: str | None = None) -> UpstreamSession:
         spec = self.config.spec
         if isinstance(spec, StdioSpec):
             return StdioSession(self.name, spec, self.config.timeout)
@@ -117,10 +123,46 @@ class Target:
             return OpenApiSession(
                 self.name, self.config.openapi, self.http_client(), self.config.timeout, self.session
             )
+        if isinstance(spec, UrlSpec) and self.transport == "sse":
+            return SseSession(self.name, spec.url, spec.headers, self.http_client(), self.config.timeout)
         assert isinstance(spec, HttpSpec)
         return HttpSession(
-            self.name, spec.url, spec.headers, self.http_client(), self.config.timeout, listen
+            self.name, spec.url, spec.headers, self.http_client(), self.config.timeout, listen,
+            era_hint=era or self.era, tool_schema=self._tool_schema,
         )
+
+    async def _speaks_handshake(self) -> bool:
+        """Does this modern target also accept ``initialize``? (``server/discover`` lists
+        only modern versions on some dual-era servers, so ask.) Then handshake clients
+        keep server->client requests, which need a session, instead of a translation."""
+        if self.kind != "http":
+            return False
+        probe = self.new_session(listen=False, era="handshake")
+        try:
+            await probe.open(SHARED_CAPABILITIES)
+            return not probe.modern
+        except UpstreamError:
+            return False
+        finally:
+            await probe.aclose("era probe done")
+
+    def _tool_schema(self, name: Any) -> Any:
+        for tool in self.catalog.items["tools"]:
+            if tool.get("name") == name:
+                return tool.get("inputSchema")
+        return None
+
+    @property
+    def modern(self) -> bool:
+        """The target speaks 2026-07-28: stateless, so every client can share one session."""
+        return self.era == "modern"
+
+    def session_era(self, client_modern: bool) -> str | None:
+        """Which era a client's requests use upstream: the client's own when the target
+        speaks both (nothing to translate), else the target's."""
+        if self.dual:
+            return "modern" if client_modern else "handshake"
+        return self.era
 
     # -- supervision -----------------------------------------------------
     def start(self) -> None:
@@ -140,7 +182,9 @@ class Target:
                 # get-roots-list) hid them from the merged list, and clients that do declare
                 # sampling could not call them ("unknown tool"). The gateway can relay all
                 # three for any client that declares them, so every catalog session says so.
-                await session.open(SHARED_CAPABILITIES)
+                session = await self._open(session)
+                self.era = "modern" if session.modern else "handshake"
+                self.dual = session.dual or (session.modern and await self._speaks_handshake())
                 await self._fetch_catalog(session)
                 self.session = session
                 self.state = "ready"
@@ -159,6 +203,11 @@ class Target:
                     backoff = BACKOFF_MIN
             except UpstreamError as exc:
                 error = exc.reason
+            except asyncio.CancelledError:
+                # Stopped while listing (target removed, gateway stopping): a session that
+                # never became self.session would otherwise keep its process running.
+                await asyncio.shield(session.aclose("target stopped"))
+                raise
             except Exception as exc:  # garbage from the target must not kill the supervisor
                 log.exception("target '%s': unexpected error", self.name)
                 error = f"{type(exc).__name__}: {exc}"
@@ -176,6 +225,40 @@ class Target:
             log.warning("target '%s': %s; retrying in %.1f s", self.name, error, delay)
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _open(self, session: UpstreamSession) -> UpstreamSession:
+        """Open the catalog session. A ``url:`` target is probed on the way, as the spec's
+        backwards-compatibility section says: POST initialize (streamable HTTP) first; on
+        an HTTP 4xx, GET expecting an ``endpoint`` event (legacy HTTP+SSE). The answer is
+        remembered for client sessions and reconnects; a 4xx on the remembered legacy
+        transport makes the next attempt probe again (the server may have been upgraded)."""
+        try:
+            await session.open(SHARED_CAPABILITIES)
+        except UpstreamError as exc:
+            if self.kind != "url" or exc.status is None or not 400 <= exc.status < 500:
+                raise
+            if self.transport == "sse":
+                self.transport = None
+                raise
+            self.transport = "sse"
+            legacy = self.new_session()
+            legacy.on_unsolicited = self._unsolicited
+            legacy.on_reopened = self._reopened
+            try:
+                await legacy.open(SHARED_CAPABILITIES)
+            except UpstreamError as exc2:
+                self.transport = None
+                raise UpstreamError(
+                    self.name,
+                    f"neither transport answered: streamable HTTP: {exc.reason}; legacy SSE: {exc2.reason}",
+                    exc2.status,
+                ) from None
+            log.info("target '%s': POST initialize got HTTP %d; speaking legacy SSE", self.name, exc.status)
+            return legacy
+        if self.kind == "url" and self.transport is None:
+            self.transport = "http"
+            log.info("target '%s': streamable HTTP answered the probe", self.name)
+        return session
 
     async def _watch(self, session: UpstreamSession) -> None:
         """Wait for the session to die; ping HTTP targets, whose death is silent."""
@@ -209,6 +292,7 @@ class Target:
         results = await asyncio.gather(*(self._list(session, k) for k in lists))
         for kind, items in zip(lists, results, strict=True):
             catalog.items[kind] = items
+        catalog.cache = self.catalog.cache  # _list recorded the hints there
         self.catalog = catalog
 
     async def _list(self, session: UpstreamSession, kind: Kind) -> list[dict[str, Any]]:
@@ -224,12 +308,15 @@ class Target:
                 if err.get("code") == -32601:
                     return items  # declared but not implemented: treat as empty
                 raise UpstreamError(self.name, f"{method} failed: {err.get('message')}")
-            result = resp.get("result")
-            page = result.get(key) if isinstance(result, dict) else None
+            result = obj(resp.get("result"))
+            page = result.get(key)
             if not isinstance(page, list):
                 raise UpstreamError(self.name, f"{method} answer has no '{key}' list")
             items.extend(i for i in page if isinstance(i, dict))
-            cursor = result.get("nextCursor") if isinstance(result, dict) else None
+            if cursor is None and isinstance(result.get("ttlMs"), int):
+                scope = result.get("cacheScope")
+                self.catalog.cache[kind] = (result["ttlMs"], scope if scope in ("public", "private") else "private")
+            cursor = result.get("nextCursor")
             if not cursor or not isinstance(cursor, str) or cursor in seen:
                 return items
             seen.add(cursor)
@@ -253,7 +340,8 @@ class Target:
                 kinds = [k for k in ("resources", "resourceTemplates") if CAPABILITY[k] in self.catalog.capabilities]
             for k in kinds:
                 self.catalog.items[k] = await self._list(session, k)
-            self._on_change(self)
+            # The target said it changed: pass that on even if our merged view looks the same.
+            self._on_change(self, set(kinds))
         except UpstreamError as exc:
             log.warning("target '%s': re-listing %s failed: %s", self.name, kind, exc.reason)
         finally:
@@ -287,11 +375,14 @@ class Target:
         return {
             "name": self.name,
             "kind": self.kind,
+            "transport": self.transport,
             "source": self.source,
             "state": self.state,
             "counts": self.catalog.counts() if self.ready else {k: 0 for k in KINDS},
             "server": self.catalog.server_info if self.ready else None,
             "protocolVersion": self.session.protocol_version if self.session else None,
+            "era": self.era,
+            "eras": (["2026-07-28", "handshake"] if self.dual else [self.era]) if self.era else [],
             "lastError": self.last_error,
             "restarts": self.restarts,
             "pid": getattr(self.session, "pid", None),

@@ -44,9 +44,10 @@ class Gateway:
 
 
 def free_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Tests never take fixed ports: listen and admin always pick free ones."""
     cfg = dict(config)
-    cfg.setdefault("listen", {"host": "127.0.0.1", "port": 0})
-    cfg.setdefault("admin", {"host": "127.0.0.1", "port": 0})
+    cfg["listen"] = {**cfg.get("listen", {}), "host": "127.0.0.1", "port": 0}
+    cfg["admin"] = {**cfg.get("admin", {}), "host": "127.0.0.1", "port": 0}
     return cfg
 
 

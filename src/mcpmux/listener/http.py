@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from .. import era
 from ..gateway import Gateway
 from ..jsonrpc import (
     INVALID_REQUEST,
@@ -31,6 +32,7 @@ from ..jsonrpc import (
 from ..session import ClientSession
 from ..sse import encode
 from ..upstream.base import SUPPORTED_VERSIONS
+from .modern import serve_modern
 from .streams import RESUMABLE_FROM, SSE_HEADERS, send_json
 
 log = logging.getLogger("mcpmux.listener")
@@ -137,6 +139,11 @@ class StreamableHTTP:
         problem = validate(msg) or _request_id_problem(msg)
         if problem:
             raise HttpError(400, f"invalid request: {problem}", INVALID_REQUEST, _echo_id(msg))
+        if "mcp-session-id" not in headers and is_request(msg) and (
+            era.is_modern(msg) or headers.get("mcp-protocol-version") in era.MODERN_VERSIONS
+        ):
+            await serve_modern(self.gateway, msg, headers, receive, send)
+            return
         if msg.get("method") == "initialize" and "id" in msg:
             await self._initialize(msg, send)
             return

@@ -113,13 +113,13 @@ class ResponseStream:
             await self._start()
         await self._write(self._event(msg), more=True)
 
-    async def finish(self, msg: Message) -> None:
+    async def finish(self, msg: Message, status: int = 200) -> None:
         """The answer: the last event of the stream, or plain JSON if it never started."""
         self.finished_at = time.monotonic()
         if not self.started:
             self.finished.set()
             if self._send is not None:
-                await send_json(self._send, 200, msg, self.headers)
+                await send_json(self._send, status, msg, self.headers)
             return
         data = self._event(msg)
         self.finished.set()

@@ -56,6 +56,8 @@ class TargetCatalog:
     items: dict[Kind, list[dict[str, Any]]] = field(
         default_factory=lambda: {k: [] for k in KINDS}
     )
+    #: 2026 caching hints per kind, as the target gave them: (ttlMs, cacheScope).
+    cache: dict[Kind, tuple[int, str]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.items.items()}
@@ -77,6 +79,8 @@ class View:
         default_factory=lambda: {k: [] for k in KINDS}
     )
     tools: dict[str, Route] = field(default_factory=dict)
+    #: exposed tool name -> its definition (for Mcp-Param-* headers and schemas)
+    tool_defs: dict[str, dict[str, Any]] = field(default_factory=dict)
     prompts: dict[str, Route] = field(default_factory=dict)
     resources: dict[str, Route] = field(default_factory=dict)
     #: original URI -> targets that list it (for URIs clients learned from content).
@@ -189,7 +193,10 @@ def build_view(
                     )
                     log.warning("%s", view.conflicts[-1])
                 table[exposed] = Route(target, name)
-                exposed_items.append(item if exposed == name else {**item, "name": exposed})
+                shown = item if exposed == name else {**item, "name": exposed}
+                exposed_items.append(shown)
+                if kind == "tools":
+                    view.tool_defs[exposed] = shown
             view.lists[kind].append((target, exposed_items))  # type: ignore[index]
         res_items = []
         for item in cat.items["resources"]:

@@ -21,10 +21,12 @@ LATEST_VERSION = SUPPORTED_VERSIONS[0]
 class UpstreamError(Exception):
     """The target could not answer: down, refused, timed out, exited or spoke garbage."""
 
-    def __init__(self, target: str, message: str) -> None:
+    def __init__(self, target: str, message: str, status: int | None = None) -> None:
         super().__init__(f"target '{target}': {message}")
         self.target = target
         self.reason = message
+        #: The HTTP status that caused it, when there was one (transport probing needs it).
+        self.status = status
 
 
 class CallSink(Protocol):
@@ -58,6 +60,10 @@ class UpstreamSession:
     """
 
     kind = "base"
+    #: True when the target speaks 2026-07-28 (no session; an envelope on every request).
+    modern = False
+    #: A modern target that also accepts the initialize handshake.
+    dual = False
 
     def __init__(self, target: str, timeout: float) -> None:
         self.target = target
@@ -98,6 +104,11 @@ class UpstreamSession:
             ) from None
         except UpstreamError:
             await self.aclose("initialize failed")
+            raise
+        except asyncio.CancelledError:
+            # Whoever waited is gone (target removed, gateway stopping, call cancelled):
+            # what the attempt started (a child process, a stream) must not outlive it.
+            await asyncio.shield(self.aclose("cancelled while connecting"))
             raise
         except Exception as exc:
             await self.aclose("initialize failed")

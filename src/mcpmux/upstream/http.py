@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import orjson
 
-from ..jsonrpc import Message
+from .. import era
+from ..jsonrpc import Message, obj
 from ..sse import Parser
 from .base import CallSink, UpstreamError, UpstreamSession
 
@@ -47,8 +49,13 @@ class HttpSession(UpstreamSession):
         client: aiohttp.ClientSession,
         timeout: float,
         listen: bool = True,
+        era_hint: str | None = None,
+        tool_schema: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__(target, timeout)
+        #: "modern", "handshake", or None (probe with server/discover first)
+        self.era_hint = era_hint
+        self.tool_schema = tool_schema
         self.url = url
         self.headers = headers
         self.client = client
@@ -57,8 +64,10 @@ class HttpSession(UpstreamSession):
         self._reinit_lock = asyncio.Lock()
         self._generation = 0
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, msg: Message | None = None) -> dict[str, str]:
         h = {"Accept": ACCEPT, "Content-Type": "application/json", **self.headers}
+        if self.modern and msg is not None:
+            return self._modern_headers(h, msg)
         if self.session_id:
             h["Mcp-Session-Id"] = self.session_id
         if self.init_result:
@@ -69,7 +78,25 @@ class HttpSession(UpstreamSession):
         self.session_id = None
         self.init_result = {}
 
+    def _modern_headers(self, h: dict[str, str], msg: Message) -> dict[str, str]:
+        """2026: every POST mirrors its version, method and name (and annotated arguments)."""
+        method = msg.get("method", "")
+        params = obj(msg.get("params"))
+        h["MCP-Protocol-Version"] = era.LATEST_MODERN
+        h["Mcp-Method"] = method
+        key = era.NAME_PARAM.get(method)
+        if key is not None and isinstance(params.get(key), str):
+            h["Mcp-Name"] = era.encode_header(params[key])
+        if method == "tools/call" and self.tool_schema is not None:
+            h.update(era.param_headers(self.tool_schema(params.get("name")), params.get("arguments")))
+        return h
+
     async def _handshake(self) -> None:
+        if self.era_hint != "handshake" and await self._discover():
+            self._generation += 1
+            if self.listen:
+                self._tasks.spawn(self._listen_modern(), "subscriptions-listen")
+            return
         await super()._handshake()
         self._generation += 1
         if self.listen:
@@ -81,7 +108,92 @@ class HttpSession(UpstreamSession):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(opened.wait(), min(self.timeout, GET_OPEN_WAIT))
 
+    async def _discover(self) -> bool:
+        """Probe for the 2026 protocol: ``server/discover``; anything else means handshake."""
+        caps = self._init_params["capabilities"]
+        params = {"_meta": {era.K_VERSION: era.LATEST_MODERN, era.K_CAPABILITIES: caps,
+                            era.K_CLIENT_INFO: self._init_params["clientInfo"]}}
+        msg = {"jsonrpc": "2.0", "id": self.next_id(), "method": "server/discover", "params": params}
+        self.modern = True  # so _post sends the 2026 headers
+        try:
+            resp = await self._post(msg, None)
+        except UpstreamError as exc:
+            if self.era_hint == "modern":
+                raise
+            log.debug("target '%s': no server/discover (%s); using initialize", self.target, exc.reason)
+            self.modern = False
+            return False
+        res = obj(resp.get("result"))
+        versions = res.get("supportedVersions")
+        if not isinstance(versions, list) or era.LATEST_MODERN not in versions:
+            self.modern = False
+            return False
+        #: It speaks the handshake era too: handshake clients then get their own sessions.
+        self.dual = any(v in era.HANDSHAKE_VERSIONS for v in versions)
+        meta = obj(res.get("_meta"))
+        self.protocol_version = era.LATEST_MODERN
+        self.init_result = {
+            "protocolVersion": era.LATEST_MODERN,
+            "capabilities": res.get("capabilities") or {},
+            "serverInfo": meta.get(era.K_SERVER_INFO) or {},
+        }
+        if isinstance(res.get("instructions"), str):
+            self.init_result["instructions"] = res["instructions"]
+        return True
+
+    def _with_envelope(self, msg: Message) -> Message:
+        """The gateway's own requests (lists, pings) to a modern target need an envelope too."""
+        params = obj(msg.get("params"))
+        meta = obj(params.get("_meta"))
+        if era.K_VERSION in meta and era.K_CAPABILITIES in meta:
+            return msg
+        meta = {era.K_VERSION: era.LATEST_MODERN, era.K_CAPABILITIES: self._init_params["capabilities"],
+                era.K_CLIENT_INFO: self._init_params["clientInfo"], **meta}
+        return {**msg, "params": {**params, "_meta": meta}}
+
+    async def notify(self, msg: Message) -> None:
+        if self.modern:
+            return  # 2026 HTTP has no client notifications: closing a stream cancels
+        await super().notify(msg)
+
+    async def _listen_modern(self) -> None:
+        """The catalog's change feed from a 2026 target: ``subscriptions/listen``."""
+        backoff = 1.0
+        while not self.closed.is_set():
+            msg = self._with_envelope({
+                "jsonrpc": "2.0", "id": self.next_id(), "method": "subscriptions/listen",
+                "params": {"notifications": {"toolsListChanged": True, "promptsListChanged": True,
+                                             "resourcesListChanged": True}},
+            })
+            try:
+                async with self.client.post(
+                    self.url, data=orjson.dumps(msg), headers=self._headers(msg),
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
+                ) as resp:
+                    if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+                        log.info("target '%s': no subscriptions/listen stream (HTTP %d)", self.target, resp.status)
+                        return
+                    backoff = 1.0
+                    parser = Parser()
+                    async for chunk in resp.content.iter_any():
+                        for ev in parser.feed(chunk):
+                            if not ev.data:
+                                continue
+                            try:
+                                note = orjson.loads(ev.data)
+                            except orjson.JSONDecodeError:
+                                continue
+                            if isinstance(note, dict) and "method" in note and "id" not in note:
+                                if note["method"] != "notifications/subscriptions/acknowledged":
+                                    await self.dispatch(note)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.debug("target '%s': listen stream broke: %r", self.target, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
     async def _request(self, msg: Message, sink: CallSink | None) -> Message:
+        if self.modern:
+            return await self._post(self._with_envelope(msg), sink)
         try:
             return await self._post(msg, sink)
         except SessionExpired:
@@ -121,19 +233,25 @@ class HttpSession(UpstreamSession):
     async def _post(self, msg: Message, sink: CallSink | None) -> Message:
         body = orjson.dumps(msg)
         try:
-            async with self.client.post(self.url, data=body, headers=self._headers()) as resp:
+            async with self.client.post(self.url, data=body, headers=self._headers(msg)) as resp:
                 if resp.status in (400, 404) and self.session_id and msg.get("method") != "initialize":
                     text = await _http_error(resp)
                     if _session_unknown(resp.status, text):
                         raise SessionExpired
-                    raise UpstreamError(self.target, text)
+                    raise UpstreamError(self.target, text, resp.status)
                 if "id" not in msg or "method" not in msg:
                     if resp.status >= 400:
-                        raise UpstreamError(self.target, await _http_error(resp))
+                        raise UpstreamError(self.target, await _http_error(resp), resp.status)
                     return {}
                 if resp.status >= 400:
+                    if self.modern and resp.headers.get("Content-Type", "").startswith("application/json"):
+                        # 2026 answers protocol errors with 4xx and a JSON-RPC error: pass it on.
+                        with contextlib.suppress(ValueError):
+                            data = orjson.loads(await resp.read())
+                            if isinstance(data, dict) and "error" in data and data.get("id") == msg["id"]:
+                                return data
                     text = await _http_error(resp)
-                    raise UpstreamError(self.target, text)
+                    raise UpstreamError(self.target, text, resp.status)
                 if msg["method"] == "initialize":
                     sid = resp.headers.get("Mcp-Session-Id")
                     if sid:

@@ -49,7 +49,7 @@ class SseSession(UpstreamSession):
         if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
             resp.release()
             raise UpstreamError(
-                self.target, f"GET {self.url} did not open an event stream (HTTP {resp.status})"
+                self.target, f"GET {self.url} did not open an event stream (HTTP {resp.status})", resp.status
             )
         self._resp = resp
         endpoint: asyncio.Future[str] = asyncio.get_running_loop().create_future()

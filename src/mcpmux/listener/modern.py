@@ -1,0 +1,161 @@
+"""2026-07-28 requests on the same ``/mcp`` endpoint: no session, an envelope each.
+
+The era is decided per message: a request with no ``Mcp-Session-Id`` whose
+``_meta`` names a protocol version is modern. It is validated (envelope and
+mirrored headers), answered through a stateless ``ClientSession`` and decorated
+with ``resultType`` and ``serverInfo``. ``subscriptions/listen`` holds its
+response stream open for change notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from .. import era
+from ..gateway import Gateway
+from ..jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, Message, RPCError, error
+from ..multiplexer.catalog import CHANGED
+from ..session import ClientSession
+from ..sse import encode
+from ..upstream.base import UpstreamError
+from .streams import SSE_HEADERS, ResponseStream, send_json
+
+log = logging.getLogger("mcpmux.listener.modern")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: Errors the 2026 transport answers with HTTP 400 (envelope and header problems).
+BAD_REQUEST = {era.HEADER_MISMATCH, era.MISSING_CAPABILITY, era.UNSUPPORTED_VERSION}
+LISTEN_FLAGS = {
+    "toolsListChanged": CHANGED["tools"],
+    "promptsListChanged": CHANGED["prompts"],
+    "resourcesListChanged": CHANGED["resources"],
+}
+KEEPALIVE = 15.0
+_listen_ids = itertools.count(1)
+
+
+def decorate(gateway: Gateway, resp: Message) -> Message:
+    """Results carry ``resultType`` (absent from handshake-era targets) and who we are."""
+    res = resp.get("result")
+    if not isinstance(res, dict):
+        return resp
+    meta = res.get("_meta")
+    meta = {**meta, era.K_SERVER_INFO: gateway.server_info()} if isinstance(meta, dict) else {
+        era.K_SERVER_INFO: gateway.server_info()
+    }
+    out = {**res, "_meta": meta}
+    out.setdefault("resultType", "complete")
+    return {**resp, "result": out}
+
+
+async def serve_modern(
+    gateway: Gateway, msg: Message, headers: dict[str, str], receive: Receive, send: Send
+) -> None:
+    rid = msg["id"]
+    if msg["method"] in ("initialize", "ping"):
+        note = f"{msg['method']} does not exist in protocol 2026-07-28 (stateless: no handshake)"
+        await send_json(send, 404, error(rid, METHOD_NOT_FOUND, note))
+        return
+    try:
+        env = era.check_envelope(msg, headers)
+        if msg["method"] == "tools/call":
+            params = msg.get("params") or {}
+            route = gateway.view.tools.get(params.get("name"))  # type: ignore[arg-type]
+            if route is not None:
+                schema = gateway.view.tool_defs.get(params["name"], {}).get("inputSchema")
+                era.check_param_headers(schema, params.get("arguments"), headers)
+    except RPCError as exc:
+        await send_json(send, 400, exc.to_message(rid))
+        return
+    session = ClientSession(
+        gateway,
+        "",
+        env.version,
+        {"capabilities": env.capabilities, "clientInfo": env.client_info},
+        stateless=True,
+        log_level=env.log_level,
+    )
+    if msg["method"] == "subscriptions/listen":
+        await _listen(gateway, session, msg, receive, send)
+        return
+    stream = ResponseStream("", send, [], resumable=False)
+    try:
+        resp = await session.handle(msg, stream)
+    except Exception:
+        log.exception("modern request %s failed", msg.get("method"))
+        resp = error(rid, -32603, "internal gateway error (see the gateway log)")
+    code = (resp.get("error") or {}).get("code")
+    status = 400 if code in BAD_REQUEST else 404 if code == METHOD_NOT_FOUND else 200
+    await stream.finish(decorate(gateway, resp), status)
+
+
+async def _listen(
+    gateway: Gateway, session: ClientSession, msg: Message, receive: Receive, send: Send
+) -> None:
+    """``subscriptions/listen``: acknowledge, then relay what the client opted in to."""
+    rid = msg["id"]
+    wanted = (msg.get("params") or {}).get("notifications") or {}
+    if not isinstance(wanted, dict):
+        await send_json(send, 400, error(rid, INVALID_PARAMS, "params.notifications must be an object"))
+        return
+    accepted: dict[str, Any] = {k: True for k in LISTEN_FLAGS if wanted.get(k) is True}
+    uris = wanted.get("resourceSubscriptions") or []
+    if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
+        await send_json(send, 400, error(rid, INVALID_PARAMS, "resourceSubscriptions must be a list of URIs"))
+        return
+    session.id = f"listen-{next(_listen_ids)}"
+    subscribed = [u for u in uris if await gateway.subscribe_shared(session.id, u)]
+    if subscribed:
+        accepted["resourceSubscriptions"] = subscribed
+    kinds = {LISTEN_FLAGS[k] for k in accepted if k in LISTEN_FLAGS}
+    gateway.listeners[session.id] = (session, kinds)
+    tag = {era.K_SUBSCRIPTION: rid}
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        ack = {
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": {"_meta": tag, "notifications": accepted},
+        }
+        await send({"type": "http.response.body", "body": encode(orjson.dumps(ack)), "more_body": True})
+
+        async def pump() -> None:
+            while True:
+                try:
+                    note = await asyncio.wait_for(session.outbox.get(), KEEPALIVE)
+                except TimeoutError:
+                    await send({"type": "http.response.body", "body": b":\n\n", "more_body": True})
+                    continue
+                params = note.get("params") or {}
+                meta = params.get("_meta")
+                meta = meta if isinstance(meta, dict) else {}
+                tagged = {**note, "params": {**params, "_meta": {**meta, **tag}}}
+                await send({"type": "http.response.body", "body": encode(orjson.dumps(tagged)), "more_body": True})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(disconnected())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        gateway.listeners.pop(session.id, None)
+        for uri in subscribed:
+            with contextlib.suppress(UpstreamError):
+                await gateway.unsubscribe_shared(session.id, uri)
+    with contextlib.suppress(Exception):
+        await send({"type": "http.response.body", "body": b""})
