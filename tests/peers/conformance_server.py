@@ -24,7 +24,7 @@ import socket
 import sys
 import warnings
 from itertools import count
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import uvicorn
 from mcp.server import ServerRequestContext
@@ -34,6 +34,7 @@ from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import (
+    INTERNAL_ERROR,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     AudioContent,
     CallToolResult,
@@ -54,6 +55,7 @@ from mcp.types import (
     JSONRPCMessage,
     ListRootsRequest,
     ListRootsResult,
+    LoggingLevel,
     PromptReference,
     ResourceTemplateReference,
     SamplingMessage,
@@ -222,6 +224,16 @@ COLOR_SCHEMA = _object_schema(color="string")
 CONFIRM_SCHEMA = _object_schema(ok="boolean")
 VALUE_SCHEMA = _object_schema(value="string")
 CONTEXT_SCHEMA = _object_schema(context="string")
+DELETE_SCHEMA = _object_schema(confirm="boolean")
+
+# SEP-2663 tasks fixtures. This backend does NOT implement the tasks extension (it never
+# advertises it, never returns CreateTaskResult, has no tasks/* methods), so the
+# "task-supporting" fixtures run as ordinary synchronous tools. The scenarios' long sleeps
+# (`seconds: 60`) exist only to keep a *task* in `working` while it is polled or cancelled;
+# run synchronously they would just hold the request open, so the sleep is capped.
+TASKS_EXTENSION: Final = "io.modelcontextprotocol/tasks"
+SLOW_COMPUTE_MAX_SECONDS: Final = 2.0
+LOG_LEVELS_EMITTED: Final[tuple[LoggingLevel, ...]] = ("debug", "info", "warning", "error")
 
 
 def _ask(schema: dict[str, Any], message: str) -> ElicitRequest:
@@ -233,6 +245,30 @@ def _sample(prompt: str) -> CreateMessageRequest:
     return CreateMessageRequest(
         params=CreateMessageRequestParams(messages=[message], max_tokens=100)
     )
+
+
+def _require_client_capabilities(
+    ctx: Context, *, elicitation: bool = False, extensions: tuple[str, ...] = ()
+) -> None:
+    """Raise -32021 naming whatever the request's declared client capabilities lack.
+
+    ``error.data.requiredCapabilities`` is a ClientCapabilities-shaped object (SEP-2575),
+    e.g. ``{"extensions": {"io.modelcontextprotocol/tasks": {}}}``.
+    """
+    caps = ctx.client_capabilities
+    missing: dict[str, Any] = {}
+    if elicitation and (caps is None or caps.elicitation is None):
+        missing["elicitation"] = {}
+    declared = (caps.extensions if caps is not None else None) or {}
+    if absent := [ext for ext in extensions if ext not in declared]:
+        missing["extensions"] = {ext: {} for ext in absent}
+    if missing:
+        raise MCPError(
+            code=MISSING_REQUIRED_CLIENT_CAPABILITY,
+            message=f"This tool requires client capabilities the request did not declare: "
+            f"{json.dumps(missing)}",
+            data={"requiredCapabilities": missing},
+        )
 
 
 def build_server() -> MCPServer:
@@ -547,6 +583,137 @@ def build_server() -> MCPServer:
             input_requests={
                 "user_context": _ask(CONTEXT_SCHEMA, "What context should the prompt use?")
             }
+        )
+
+    # ----- SEP-2575 diagnostics (server-stateless) ------------------------------------
+    @mcp.tool()
+    async def test_logging_tool(ctx: Context) -> CallToolResult:
+        """Emits notifications/message at debug, info, warning and error, then returns.
+
+        On 2026-07-28 the SDK delivers only the levels at or above the request's
+        ``_meta["io.modelcontextprotocol/logLevel"]``, and none when that key is absent.
+        """
+        for level in LOG_LEVELS_EMITTED:
+            await ctx.log(level, f"test_logging_tool {level} message", logger_name="conformance")
+        return _text(f"Logged at levels: {', '.join(LOG_LEVELS_EMITTED)}")
+
+    @mcp.tool()
+    async def test_streaming_elicitation(ctx: Context) -> ToolResult:
+        """Streams progress on the response stream, then asks for input via InputRequiredResult.
+
+        The elicitation travels inside the result (SEP-2322), never as an independent
+        elicitation/create request on the stream (SEP-2575). Progress notifications are sent
+        only when the request carries a progressToken.
+        """
+        answer = (ctx.input_responses or {}).get("confirmation")
+        if isinstance(answer, ElicitResult):
+            content = json.dumps(answer.content or {})
+            return _text(
+                f"Streaming elicitation complete: action={answer.action}, content={content}"
+            )
+        _require_client_capabilities(ctx, elicitation=True)
+        for step in (1, 2, 3):
+            await ctx.report_progress(step, 3, f"Streaming step {step} of 3")
+            await asyncio.sleep(0.02)
+        return InputRequiredResult(
+            input_requests={
+                "confirmation": _ask(CONFIRM_SCHEMA, "Streaming done. Confirm to finish?")
+            }
+        )
+
+    # ----- SEP-2663 tasks fixtures, run synchronously (see TASKS_EXTENSION) ------------
+    @mcp.tool()
+    def greet(name: str) -> CallToolResult:
+        """Sync-only tool: returns a greeting."""
+        return _text(f"Hello, {name}!")
+
+    @mcp.tool()
+    async def slow_compute(
+        ctx: Context,
+        seconds: Annotated[float, Field(ge=0, description="How long to compute")] = 0,
+        label: str = "",
+    ) -> CallToolResult:
+        """Task-supporting in the tasks scenarios; here it sleeps synchronously (capped)."""
+        duration = min(seconds, SLOW_COMPUTE_MAX_SECONDS)
+        elapsed = 0.0
+        while elapsed < duration:
+            step = min(1.0, duration - elapsed)
+            await asyncio.sleep(step)
+            elapsed += step
+            await ctx.report_progress(elapsed, duration)
+        note = (
+            f" (requested {seconds:g}s, capped at {SLOW_COMPUTE_MAX_SECONDS:g}s: no task support)"
+            if seconds > duration
+            else ""
+        )
+        return _text(f"slow_compute[{label}] computed in {duration:g}s{note}")
+
+    @mcp.tool()
+    async def failing_job(ctx: Context) -> CallToolResult:
+        """Task support 'required': -32021 unless the client declares the tasks extension.
+
+        Otherwise it runs synchronously and reports a tool execution error after ~1s.
+        """
+        _require_client_capabilities(ctx, extensions=(TASKS_EXTENSION,))
+        await asyncio.sleep(1)
+        return _text("failing_job: simulated tool execution error", is_error=True)
+
+    @mcp.tool()
+    def protocol_error_job() -> CallToolResult:
+        """Fails with a JSON-RPC protocol error (-32603), not an isError tool result."""
+        raise MCPError(
+            code=INTERNAL_ERROR, message="protocol_error_job: simulated internal failure"
+        )
+
+    @mcp.tool()
+    async def confirm_delete(filename: str, ctx: Context) -> ToolResult:
+        """Asks for one confirmation (InputRequiredResult), then reports the outcome."""
+        answer = (ctx.input_responses or {}).get("confirm")
+        if isinstance(answer, ElicitResult):
+            if answer.action == "accept" and (answer.content or {}).get("confirm") is True:
+                return _text(f"Deleted {filename}")
+            return _text(f"Kept {filename}: deletion not confirmed (action={answer.action})")
+        _require_client_capabilities(ctx, elicitation=True)
+        return InputRequiredResult(
+            input_requests={"confirm": _ask(DELETE_SCHEMA, f"Delete {filename}?")}
+        )
+
+    @mcp.tool()
+    async def multi_input(ctx: Context) -> ToolResult:
+        """Asks for two inputs at once; a partial answer re-requests only what is missing.
+
+        Answers already given ride in the (SDK-sealed) requestState between rounds.
+        """
+        asks = {
+            "first": (NAME_SCHEMA, "First input: what is your name?"),
+            "second": (DELETE_SCHEMA, "Second input: confirm?"),
+        }
+        state = json.loads(ctx.request_state) if ctx.request_state else {}
+        answered: dict[str, Any] = dict(state.get("answered", {}))
+        for key, response in (ctx.input_responses or {}).items():
+            if key in asks and isinstance(response, ElicitResult):
+                answered[key] = {"action": response.action, "content": response.content or {}}
+        pending = {key: _ask(*ask) for key, ask in asks.items() if key not in answered}
+        if not pending:
+            return _text(f"multi_input complete: {json.dumps(answered, sort_keys=True)}")
+        _require_client_capabilities(ctx, elicitation=True)
+        return InputRequiredResult(
+            input_requests=dict(pending), request_state=json.dumps({"answered": answered})
+        )
+
+    @mcp.tool()
+    async def test_tool_with_task(ctx: Context) -> ToolResult:
+        """Task support 'required'; MRTR round for user_name, then a synchronous result.
+
+        (A tasks-capable server would return CreateTaskResult on the final round.)
+        """
+        _require_client_capabilities(ctx, extensions=(TASKS_EXTENSION,))
+        answer = (ctx.input_responses or {}).get("user_name")
+        if isinstance(answer, ElicitResult):
+            return _text(f"Task complete for {(answer.content or {}).get('name', 'stranger')}")
+        _require_client_capabilities(ctx, elicitation=True)
+        return InputRequiredResult(
+            input_requests={"user_name": _ask(NAME_SCHEMA, "What is your name?")}
         )
 
     # ----- resources ---------------------------------------------------------------
