@@ -1,4 +1,5 @@
-"""The ``mcpmux`` command: ``run`` the gateway, ``validate`` a config."""
+"""The ``mcpmux`` command: ``run`` the gateway, serve it on ``stdio``, ``bridge`` one
+stdio server to HTTP, ``validate`` a config."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from .config import ConfigError, GatewayConfig, config_from_dict, load_config
 from .discovery.file import ConfigFileSource
 from .gateway import Gateway
 from .listener.http import StreamableHTTP
+from .listener.legacy_sse import LegacySSE
 
 log = logging.getLogger("mcpmux")
 
@@ -51,12 +54,18 @@ def load(path: str | None) -> tuple[GatewayConfig, str | None]:
     return config_from_dict(demo_config()), None
 
 
-async def serve(config: GatewayConfig, path: str | None, ready_file: str | None = None) -> None:
+async def serve(
+    config: GatewayConfig, path: str | None, ready_file: str | None = None, bridge: str | None = None
+) -> None:
+    """``run`` (and, with ``bridge`` naming the command, ``bridge``: one target, transparent)."""
     gateway = Gateway(config)
-    source = path or "embedded demo"
+    source = path or (f"bridge: {bridge}" if bridge else "embedded demo")
     if path is None:
-        gateway.config_source = "demo"
-    mcp = _Server(uvicorn.Config(StreamableHTTP(gateway), host=config.listen.host, port=config.listen.port,
+        gateway.config_source = "bridge" if bridge else "demo"
+    gateway.transparent = bridge is not None
+    app = StreamableHTTP(gateway)
+    legacy = LegacySSE(gateway).mount(app)
+    mcp = _Server(uvicorn.Config(app, host=config.listen.host, port=config.listen.port,
                                  lifespan="off", log_level="warning", access_log=False,
                                  http="httptools", loop="none", timeout_graceful_shutdown=3))
     servers = [mcp]
@@ -82,7 +91,8 @@ async def serve(config: GatewayConfig, path: str | None, ready_file: str | None 
                         raise t.exception()  # type: ignore[misc]
                 raise SystemExit("mcpmux: a listener failed to start (port in use?)")
             await asyncio.sleep(0.01)
-        mcp_url = f"http://{_host(config.listen.host)}:{_bound_port(mcp)}/mcp"
+        base_url = f"http://{_host(config.listen.host)}:{_bound_port(mcp)}"
+        mcp_url, sse_url = f"{base_url}/mcp", f"{base_url}{legacy.sse_path}"
         admin_url = (
             f"http://{_host(config.admin.host)}:{_bound_port(servers[1])}" if config.admin.enabled else None
         )
@@ -91,13 +101,15 @@ async def serve(config: GatewayConfig, path: str | None, ready_file: str | None 
             await asyncio.wait_for(gateway.wait_ready(), 3)
         print(f"mcpmux {__version__} ({source})", flush=True)
         print(f"  MCP:   {mcp_url}", flush=True)
+        print(f"  SSE:   {sse_url}   (legacy HTTP+SSE clients)", flush=True)
         if admin_url:
             print(f"  admin: {admin_url}/api/targets", flush=True)
         for target in gateway.targets.values():
             extra = f" ({target.last_error})" if target.last_error else ""
-            print(f"  target {target.name} [{target.kind}]: {target.state}{extra}", flush=True)
+            kind = f"url, {target.transport or 'probing'}" if target.kind == "url" else target.kind
+            print(f"  target {target.name} [{kind}]: {target.state}{extra}", flush=True)
         if ready_file:
-            _write_ready_file(ready_file, {"mcp": mcp_url, "admin": admin_url, "pid": os.getpid()})
+            _write_ready_file(ready_file, {"mcp": mcp_url, "sse": sse_url, "admin": admin_url, "pid": os.getpid()})
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -105,8 +117,84 @@ async def serve(config: GatewayConfig, path: str | None, ready_file: str | None 
         log.info("shutting down")
         for s in servers:
             s.should_exit = True
+        legacy.close_all()
         await gateway.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str | None = None) -> None:
+    """``mcpmux stdio``: the whole gateway as one MCP server on stdin/stdout.
+
+    No HTTP listener: ``listen`` is ignored, and the admin listener runs only when the
+    config says ``admin: {enabled: true}`` in so many words (a desktop client may start
+    several of these; a default port would collide). Ends on stdin EOF or SIGTERM,
+    closing every target (children get SIGTERM, then SIGKILL).
+    """
+    from .listener.stdio import StdioFront, open_stdio, take_stdout
+
+    out = take_stdout()  # first: from here on a stray print cannot corrupt the protocol
+    gateway = Gateway(config)
+    if path is None:
+        gateway.config_source = "demo"
+    servers: list[_Server] = []
+    if "enabled" in config.admin.model_fields_set and config.admin.enabled:
+        servers.append(_Server(uvicorn.Config(admin_app(gateway), host=config.admin.host, port=config.admin.port,
+                                              lifespan="off", log_level="warning", access_log=False,
+                                              log_config=None, loop="none", timeout_graceful_shutdown=1)))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    reader, write = await open_stdio(out)
+    await gateway.start()
+    if path is not None:
+        watcher = ConfigFileSource(path, gateway.reload)
+        gateway.config_status = watcher.status
+        gateway.add_source("file", watcher.run)
+    tasks = [asyncio.create_task(s.serve(), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
+    front = StdioFront(gateway, reader, write)
+    runner = asyncio.create_task(front.run(), name="stdio-front")
+    stopper = asyncio.create_task(stop.wait())
+    log.info("mcpmux %s (%s): serving MCP on stdin/stdout", __version__, path or "embedded demo")
+    try:
+        while servers and not all(s.started for s in servers) and not any(t.done() for t in tasks):
+            await asyncio.sleep(0.01)
+        admin_url = f"http://{_host(config.admin.host)}:{_bound_port(servers[0])}" if servers else None
+        if admin_url:
+            log.info("admin: %s/api/targets", admin_url)
+        if ready_file:
+            _write_ready_file(ready_file, {"mcp": None, "admin": admin_url, "pid": os.getpid()})
+        await asyncio.wait([runner, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        log.info("shutting down")
+        stopper.cancel()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        for s in servers:
+            s.should_exit = True
+        await gateway.aclose()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(OSError):
+            out.close()
+
+
+def bridge_config(command: list[str], host: str, port: int, name: str | None,
+                  admin_port: int | None, timeout: float) -> GatewayConfig:
+    """``mcpmux bridge``: a one-target config, no prefix (the same engine as ``run``)."""
+    return config_from_dict({
+        "listen": {"host": host, "port": port},
+        "admin": {"host": host, "port": admin_port or 0, "enabled": admin_port is not None},
+        "prefix": "never",
+        "targets": [{"name": name or _target_name(command[0]), "timeout": timeout,
+                     "stdio": {"command": command[0], "args": command[1:]}}],
+    })
+
+
+def _target_name(command: str) -> str:
+    """A DNS-1123 label from the command's file name (``mcp-server-git`` stays itself)."""
+    base = re.sub(r"\.(exe|js|mjs|cjs|py|sh)$", "", Path(command).name.lower())
+    name = re.sub(r"[^a-z0-9]+", "-", base).strip("-")[:63].strip("-")
+    return name or "server"
 
 
 def _write_ready_file(path: str, info: dict[str, object]) -> None:
@@ -139,6 +227,25 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-c", "--config", help="config file (default: ./mcpmux.yaml, else the embedded demo)")
     run.add_argument("--log-level", default=os.environ.get("MCPMUX_LOG_LEVEL", "info"))
     run.add_argument("--ready-file", help=argparse.SUPPRESS)
+    std = sub.add_parser("stdio", help="serve the gateway on stdin/stdout (for clients that launch a command)")
+    std.add_argument("-c", "--config", help="config file (default: ./mcpmux.yaml, else the embedded demo)")
+    std.add_argument("--log-level", default=os.environ.get("MCPMUX_LOG_LEVEL", "info"))
+    std.add_argument("--ready-file", help=argparse.SUPPRESS)
+    bridge = sub.add_parser(
+        "bridge", help="expose one stdio MCP server over streamable HTTP (/mcp) and legacy SSE (/sse)",
+        usage="mcpmux bridge [--host H] [--port P] [--name N] [--admin-port A] -- COMMAND [ARGS...]",
+    )
+    bridge.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 in a sidecar)")
+    bridge.add_argument("--port", type=int, default=8080, help="port of /mcp and /sse (0: any free port)")
+    bridge.add_argument("--name", help="the target's name in logs, errors and /api/targets "
+                        "(default: from the command)")
+    bridge.add_argument("--admin-port", type=int, help="serve /healthz, /readyz, /api/targets on this port "
+                        "(same host; default: no admin listener)")
+    bridge.add_argument("--timeout", type=float, default=30.0, help="seconds the server may take to start "
+                        "and list (default 30)")
+    bridge.add_argument("--log-level", default=os.environ.get("MCPMUX_LOG_LEVEL", "info"))
+    bridge.add_argument("--ready-file", help=argparse.SUPPRESS)
+    bridge.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="the stdio server to run, after --")
     val = sub.add_parser("validate", help="check a config file and exit")
     val.add_argument("file")
     args = parser.parse_args(argv)
@@ -153,8 +260,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     _setup_logging(args.log_level)
+    bridged: str | None = None
     try:
-        config, source = load(args.config)
+        if args.command == "bridge":
+            argv_ = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+            if not argv_:
+                parser.error("bridge needs the server's command: mcpmux bridge [options] -- COMMAND [ARGS...]")
+            try:
+                config = bridge_config(argv_, args.host, args.port, args.name, args.admin_port, args.timeout)
+            except ConfigError as exc:
+                exc.source = "mcpmux bridge (--name, --host, --port, --admin-port, --timeout)"
+                raise
+            source, bridged = None, " ".join(argv_)
+        else:
+            config, source = load(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -165,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.run  # type: ignore[assignment]
     try:
-        runner(serve(config, source, args.ready_file))
+        if args.command == "stdio":
+            runner(serve_stdio(config, source, args.ready_file))
+        else:
+            runner(serve(config, source, args.ready_file, bridge=bridged))
     except KeyboardInterrupt:
         pass
     return 0

@@ -54,6 +54,7 @@ __all__ = [
     "StdioSpec",
     "TargetConfig",
     "TargetKind",
+    "UrlSpec",
     "config_from_dict",
     "interpolate",
     "load_config",
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 PrefixMode = Literal["conditional", "always", "never"]
-TargetKind = Literal["stdio", "http", "sse", "openapi"]
+TargetKind = Literal["stdio", "http", "sse", "openapi", "url"]
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DUPLICATE_NAME = "duplicate_target_name"
@@ -188,6 +189,13 @@ class SseSpec(HttpSpec):
     """A remote target using the legacy HTTP+SSE transport (same fields as http)."""
 
 
+class UrlSpec(HttpSpec):
+    """A remote target given only by ``url:``: streamable HTTP is tried first (POST
+    initialize); on an HTTP 4xx, legacy HTTP+SSE (GET expecting an ``endpoint`` event),
+    as the spec's backwards-compatibility section describes. Built from the target's
+    top-level ``url`` and ``headers``."""
+
+
 def _check_http_url(v: str, problem: str = "must be an http:// or https:// URL with a host") -> str:
     if any(c.isspace() for c in v):
         raise ValueError(f"{problem}; it contains whitespace: {v!r}")
@@ -253,6 +261,9 @@ class TargetConfig(_Model):
     http: HttpSpec | None = None
     sse: SseSpec | None = None
     openapi: OpenApiSpec | None = None
+    # Only a URL: the transport is probed (streamable HTTP, else legacy SSE).
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
 
     @field_validator("name")
@@ -265,14 +276,29 @@ class TargetConfig(_Model):
             )
         return v
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return v if v is None else _check_http_url(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_header_map(v)
+
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> TargetConfig:
         kinds = self._set_kinds()
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
             raise ValueError(
-                f"target {self.name!r}: set exactly one of stdio, http, sse, openapi "
+                f"target {self.name!r}: set exactly one of stdio, http, sse, openapi, url "
                 f"(found: {found})"
+            )
+        if self.headers and self.url is None:
+            raise ValueError(
+                f"target {self.name!r}: top-level 'headers' go with 'url'; for {kinds[0]} "
+                f"put them inside '{kinds[0]}:'"
             )
         return self
 
@@ -286,6 +312,8 @@ class TargetConfig(_Model):
             kinds.append("sse")
         if self.openapi is not None:
             kinds.append("openapi")
+        if self.url is not None:
+            kinds.append("url")
         return kinds
 
     @property
@@ -294,8 +322,10 @@ class TargetConfig(_Model):
         return self._set_kinds()[0]
 
     @property
-    def spec(self) -> StdioSpec | HttpSpec | SseSpec | OpenApiSpec:
+    def spec(self) -> StdioSpec | HttpSpec | SseSpec | OpenApiSpec | UrlSpec:
         """The transport settings for :attr:`kind`."""
+        if self.url is not None:
+            return UrlSpec(url=self.url, headers=self.headers)
         spec = self.stdio or self.http or self.sse or self.openapi
         assert spec is not None  # guaranteed by _exactly_one_kind
         return spec

@@ -454,7 +454,8 @@ class ClientSession:
                 rid,
                 era.MISSING_CAPABILITY,
                 f"this request needs the client capability '{needed}'",
-                {"requiredCapabilities": [needed]},
+                # A ClientCapabilities object (schema: MissingRequiredClientCapabilityError).
+                {"requiredCapabilities": {needed: {}}},
             )
         key = f"r{next(held.keys)}"
         held.pending[key] = (upstream, value["id"])
@@ -504,7 +505,7 @@ class ClientSession:
         needed = NEEDS_CAPABILITY.get(request["method"])
         if needed is not None and needed not in self.capabilities:
             return error(None, era.MISSING_CAPABILITY, f"the client did not declare '{needed}'",
-                         {"requiredCapabilities": [needed]})
+                         {"requiredCapabilities": {needed: {}}})
         gid = next(self._ids)
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._owed[gid] = fut

@@ -13,6 +13,7 @@ from mcpmux.config import (
     HttpSpec,
     SseSpec,
     StdioSpec,
+    UrlSpec,
     config_from_dict,
     interpolate,
     load_config,
@@ -91,8 +92,10 @@ def test_example_file_parses(monkeypatch: pytest.MonkeyPatch) -> None:
         ("time", "stdio"),
         ("github", "http"),
         ("legacy-search", "sse"),
+        ("somewhere", "url"),
     ]
-    time, github, legacy = cfg.targets
+    time, github, legacy, somewhere = cfg.targets
+    assert isinstance(somewhere.spec, UrlSpec) and somewhere.spec.url == "http://127.0.0.1:9200/mcp"
     assert isinstance(time.spec, StdioSpec)
     assert time.spec.command == "mcp-server-time"
     assert time.spec.env == {"LOG_LEVEL": "info"}

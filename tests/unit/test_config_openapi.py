@@ -67,7 +67,7 @@ def test_openapi_is_one_of_the_kinds() -> None:
     assert "(found: http, openapi)" in error
     assert error.endswith("(line 2)")
     error = only_error("targets:\n  - name: none\n")
-    assert "set exactly one of stdio, http, sse, openapi (found: none)" in error
+    assert "set exactly one of stdio, http, sse, openapi, url (found: none)" in error
 
 
 @pytest.mark.parametrize(
