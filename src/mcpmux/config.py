@@ -193,7 +193,9 @@ class UrlSpec(HttpSpec):
     """A remote target given only by ``url:``: streamable HTTP is tried first (POST
     initialize); on an HTTP 4xx, legacy HTTP+SSE (GET expecting an ``endpoint`` event),
     as the spec's backwards-compatibility section describes. Built from the target's
-    top-level ``url`` and ``headers``."""
+    top-level ``url``, ``sse_url`` and ``headers``."""
+
+    sse_url: str | None = None
 
 
 def _check_http_url(v: str, problem: str = "must be an http:// or https:// URL with a host") -> str:
@@ -263,6 +265,8 @@ class TargetConfig(_Model):
     openapi: OpenApiSpec | None = None
     # Only a URL: the transport is probed (streamable HTTP, else legacy SSE).
     url: str | None = None
+    # With `url`: where legacy SSE is tried if streamable HTTP gets a 4xx (default: `url`).
+    sse_url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
 
@@ -276,7 +280,7 @@ class TargetConfig(_Model):
             )
         return v
 
-    @field_validator("url")
+    @field_validator("url", "sse_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         return v if v is None else _check_http_url(v)
@@ -295,6 +299,8 @@ class TargetConfig(_Model):
                 f"target {self.name!r}: set exactly one of stdio, http, sse, openapi, url "
                 f"(found: {found})"
             )
+        if self.sse_url is not None and self.url is None:
+            raise ValueError(f"target {self.name!r}: 'sse_url' goes with 'url'")
         if self.headers and self.url is None:
             raise ValueError(
                 f"target {self.name!r}: top-level 'headers' go with 'url'; for {kinds[0]} "
@@ -325,7 +331,7 @@ class TargetConfig(_Model):
     def spec(self) -> StdioSpec | HttpSpec | SseSpec | OpenApiSpec | UrlSpec:
         """The transport settings for :attr:`kind`."""
         if self.url is not None:
-            return UrlSpec(url=self.url, headers=self.headers)
+            return UrlSpec(url=self.url, headers=self.headers, sse_url=self.sse_url)
         spec = self.stdio or self.http or self.sse or self.openapi
         assert spec is not None  # guaranteed by _exactly_one_kind
         return spec

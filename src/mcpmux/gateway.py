@@ -245,6 +245,9 @@ class Gateway:
         instructions = self.instructions()
         if instructions:
             res["instructions"] = instructions
+        if self.transparent:
+            self._as_the_target(res)
+            res["_meta"] = {era.K_SERVER_INFO: res.pop("serverInfo", self.server_info())}
         return res
 
     def server_info(self) -> dict[str, Any]:

@@ -124,7 +124,8 @@ class Target:
                 self.name, self.config.openapi, self.http_client(), self.config.timeout, self.session
             )
         if isinstance(spec, UrlSpec) and self.transport == "sse":
-            return SseSession(self.name, spec.url, spec.headers, self.http_client(), self.config.timeout)
+            url = spec.sse_url or spec.url
+            return SseSession(self.name, url, spec.headers, self.http_client(), self.config.timeout)
         assert isinstance(spec, HttpSpec)
         return HttpSession(
             self.name, spec.url, spec.headers, self.http_client(), self.config.timeout, listen,

@@ -1030,3 +1030,17 @@ async def test_target_still_connecting_at_shutdown_leaves_no_process(tmp_path: P
         kids = children_of(g.proc.pid)
         assert kids
     await wait_until(lambda: not any(pid_alive(k) for k in kids), "the child to be killed")
+
+
+async def test_sse_url_fallback_reaches_the_articles_sse_server(
+    everything_sse: HttpPeer, tmp_path: Path
+) -> None:
+    """What Kubernetes discovery emits for the article's `kgateway.dev/mcp` Service with no
+    path annotation: streamable HTTP at /mcp (server-everything in `sse` mode has none,
+    a 4xx), then legacy SSE at `sse_url`. The server is reached and its tools listed."""
+    base = f"http://127.0.0.1:{everything_sse.port}"
+    config = {"targets": [{"name": "standard", "url": f"{base}/mcp", "sse_url": f"{base}/sse"}]}
+    with run_gateway(config, tmp_path) as g:
+        status = g.targets()["standard"]
+        assert (status["kind"], status["transport"], status["state"]) == ("url", "sse", "ready"), status
+        assert status["counts"]["tools"] > 0

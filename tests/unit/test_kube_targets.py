@@ -101,18 +101,16 @@ def test_article_services_are_discovered_exactly_as_written() -> None:
     for m in manifests:
         kube.create_service(m)
     targets = targets_from(kube.services(), namespaces_of(kube), cfg(), own="default")
-    assert [(t.name, t.kind, t.spec.url) for t in targets] == [  # type: ignore[union-attr]
-        ("mcp-server-code", "http", "http://mcp-server-code.default.svc.cluster.local:8080/mcp"),
+    # `kgateway.dev/mcp` with no path annotation: streamable HTTP at /mcp is probed first,
+    # then legacy SSE at /sse (the article's everything server runs `start:sse`).
+    assert [(t.name, t.kind, t.spec.url, t.sse_url) for t in targets] == [  # type: ignore[union-attr]
         (
-            "mcp-server-petstore",
-            "http",
-            "http://mcp-server-petstore.default.svc.cluster.local:8080/mcp",
-        ),
-        (
-            "mcp-server-standard",
-            "http",
-            "http://mcp-server-standard.default.svc.cluster.local:8080/mcp",
-        ),
+            f"mcp-server-{n}",
+            "url",
+            f"http://mcp-server-{n}.default.svc.cluster.local:8080/mcp",
+            f"http://mcp-server-{n}.default.svc.cluster.local:8080/sse",
+        )
+        for n in ("code", "petstore", "standard")
     ]
     # The Service port, not the targetPort (3001): traffic goes through the Service.
     ips = {s["metadata"]["name"]: s["spec"]["clusterIP"] for s in kube.services()}
@@ -156,8 +154,8 @@ def test_article_services_with_the_articles_selectors() -> None:
 @pytest.mark.parametrize(
     ("protocol", "kind", "path"),
     [
-        ("kgateway.dev/mcp", "http", "/mcp"),
-        ("agentgateway.dev/mcp", "http", "/mcp"),
+        ("kgateway.dev/mcp", "url", "/mcp"),
+        ("agentgateway.dev/mcp", "url", "/mcp"),
         ("kgateway.dev/mcp-sse", "sse", "/sse"),
         ("agentgateway.dev/mcp-sse", "sse", "/sse"),
     ],

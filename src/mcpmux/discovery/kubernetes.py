@@ -143,6 +143,8 @@ class _Candidate:
     port: int
     kind: Literal["http", "sse"]
     url: str
+    #: For `…/mcp` ports with no path annotation: where a legacy SSE server would be.
+    sse_url: str | None = None
 
     def rank(self, own: str) -> tuple[bool, str, str, int]:
         # Who keeps the plain name: the gateway's own namespace, then the
@@ -221,7 +223,10 @@ def _candidates(service: Mapping[str, Any], config: KubernetesDiscoveryConfig) -
             # required by Kubernetes once a Service has more than one port).
             wanted = _fit(f"{base}-{p.get('name') or p['port']}", f"{namespace}/{name}/{p['port']}")
         url = f"http://{host}:{p['port']}{path}"
-        out.append(_Candidate(wanted, namespace, name, p["port"], kind, url))
+        # The article's `kgateway.dev/mcp` Service fronts an SSE-only server at /sse: with
+        # no path annotation, probe streamable HTTP at /mcp, then legacy SSE at /sse.
+        sse_url = f"http://{host}:{p['port']}{DEFAULT_PATHS['sse']}" if kind == "http" and custom_path is None else None
+        out.append(_Candidate(wanted, namespace, name, p["port"], kind, url, sse_url))
     return out
 
 
@@ -293,6 +298,8 @@ def targets_from(
         c = named[name]
         if c.kind == "sse":
             targets.append(TargetConfig(name=name, sse=SseSpec(url=c.url)))
+        elif c.sse_url is not None:
+            targets.append(TargetConfig(name=name, url=c.url, sse_url=c.sse_url))
         else:
             targets.append(TargetConfig(name=name, http=HttpSpec(url=c.url)))
     return targets
