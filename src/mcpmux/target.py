@@ -88,6 +88,7 @@ class Target:
         self._tasks = TaskOwner(f"target:{self.name}")
         self._refreshing: set[Kind] = set()
         self._http: aiohttp.ClientSession | None = None
+        self._streams: aiohttp.ClientSession | None = None
         #: Gateway-side state for shared sessions: uri -> subscribed client session ids.
         self.subscribers: dict[str, set[str]] = {}
         self.upstream_log_level: str | None = None
@@ -110,12 +111,22 @@ class Target:
             )
         return self._http
 
+    def stream_client(self) -> aiohttp.ClientSession:
+        """Long-lived streams (GET, subscriptions/listen, legacy SSE) get their own pool
+        without a limit, so a thousand open streams never starve the requests' pool."""
+        if self._streams is None or self._streams.closed:
+            self._streams = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.timeout),
+            )
+        return self._streams
+
     def new_session(self, listen: bool = True, era: str | None = None) -> UpstreamSession:
         spec = self.config.spec
         if isinstance(spec, StdioSpec):
             return StdioSession(self.name, spec, self.config.timeout)
         if isinstance(spec, SseSpec):
-            return SseSession(self.name, spec.url, spec.headers, self.http_client(), self.config.timeout)
+            return SseSession(self.name, spec.url, spec.headers, self.http_client(), self.config.timeout, self.stream_client())
         if self.config.openapi is not None:
             from .upstream.openapi import OpenApiSession
 
@@ -125,11 +136,11 @@ class Target:
             )
         if isinstance(spec, UrlSpec) and self.transport == "sse":
             url = spec.sse_url or spec.url
-            return SseSession(self.name, url, spec.headers, self.http_client(), self.config.timeout)
+            return SseSession(self.name, url, spec.headers, self.http_client(), self.config.timeout, self.stream_client())
         assert isinstance(spec, HttpSpec)
         return HttpSession(
             self.name, spec.url, spec.headers, self.http_client(), self.config.timeout, listen,
-            era_hint=era or self.era, tool_schema=self._tool_schema,
+            era_hint=era or self.era, tool_schema=self._tool_schema, stream_client=self.stream_client(),
         )
 
     async def _speaks_handshake(self) -> bool:
@@ -368,8 +379,9 @@ class Target:
         if self.session is not None:
             await self.session.aclose("target removed")
             self.session = None
-        if self._http is not None:
-            await self._http.close()
+        for client in (self._http, self._streams):
+            if client is not None:
+                await client.close()
         self.state = "stopped"
 
     def status(self) -> dict[str, Any]:

@@ -158,6 +158,7 @@ class StreamableHTTP:
                 log.exception("session %s: request %s failed", session.id[:8], msg.get("method"))
                 resp = error(msg["id"], -32603, "internal gateway error (see the gateway log)")
             await stream.finish(resp)
+            session.stream_done(stream)
         elif is_notification(msg):
             await session.on_notification(msg)
             await send_empty(send, 202)
@@ -183,6 +184,7 @@ class StreamableHTTP:
             stream = session.response_streams.get(key)
             if stream is not None and seq.isdigit():
                 await stream.resume(send, int(seq))
+                session.stream_done(stream)
                 return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*SSE_HEADERS, (b"mcp-session-id", session.id.encode())]})

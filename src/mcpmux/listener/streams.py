@@ -125,6 +125,11 @@ class ResponseStream:
         self.finished.set()
         await self._write(data, more=False)
 
+    @property
+    def delivered(self) -> bool:
+        """Finished on a live connection: nobody will come back for it."""
+        return self.finished.is_set() and self._send is not None
+
     async def pause(self, retry_ms: int | None) -> None:
         """The target closed its stream so the client polls: close ours the same way."""
         if not self.resumable or self._send is None or self.finished.is_set():

@@ -51,8 +51,10 @@ class HttpSession(UpstreamSession):
         listen: bool = True,
         era_hint: str | None = None,
         tool_schema: Callable[[Any], Any] | None = None,
+        stream_client: aiohttp.ClientSession | None = None,
     ) -> None:
         super().__init__(target, timeout)
+        self.streams = stream_client or client
         #: "modern", "handshake", or None (probe with server/discover first)
         self.era_hint = era_hint
         self.tool_schema = tool_schema
@@ -166,7 +168,7 @@ class HttpSession(UpstreamSession):
                                              "resourcesListChanged": True}},
             })
             try:
-                async with self.client.post(
+                async with self.streams.post(
                     self.url, data=orjson.dumps(msg), headers=self._headers(msg),
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
                 ) as resp:
@@ -294,7 +296,7 @@ class HttpSession(UpstreamSession):
             headers = self._headers()
             headers["Accept"] = "text/event-stream"
             headers["Last-Event-ID"] = parser.last_event_id
-            resp = await self.client.get(self.url, headers=headers)
+            resp = await self.streams.get(self.url, headers=headers)
             if resp.status != 200:
                 resp.release()
                 raise UpstreamError(self.target, f"resuming the response stream got HTTP {resp.status}")
@@ -333,7 +335,7 @@ class HttpSession(UpstreamSession):
             if parser.last_event_id:
                 headers["Last-Event-ID"] = parser.last_event_id
             try:
-                async with self.client.get(
+                async with self.streams.get(
                     self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
                 ) as resp:
                     opened.set()

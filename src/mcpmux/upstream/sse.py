@@ -30,18 +30,20 @@ class SseSession(UpstreamSession):
         headers: dict[str, str],
         client: aiohttp.ClientSession,
         timeout: float,
+        stream_client: aiohttp.ClientSession | None = None,
     ) -> None:
         super().__init__(target, timeout)
         self.url = url
         self.headers = headers
         self.client = client
+        self.streams = stream_client
         self.endpoint: str | None = None
         self._resp: aiohttp.ClientResponse | None = None
 
     async def _connect(self) -> None:
         headers = {"Accept": "text/event-stream", **self.headers}
         try:
-            resp = await self.client.get(
+            resp = await (self.streams or self.client).get(
                 self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout)
             )
         except (aiohttp.ClientError, OSError) as exc:
