@@ -38,6 +38,9 @@ HEADER_MISMATCH = -32020
 MISSING_CAPABILITY = -32021
 UNSUPPORTED_VERSION = -32022
 
+#: The per-request envelope: the client's word to the gateway, not to a handshake target.
+ENVELOPE_KEYS = (K_VERSION, K_CAPABILITIES, K_CLIENT_INFO, K_LOG_LEVEL)
+
 #: Methods whose name (or URI) is mirrored into ``Mcp-Name``.
 NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
@@ -58,6 +61,22 @@ class Envelope:
     capabilities: dict[str, Any]
     client_info: dict[str, Any]
     log_level: str | None
+
+
+def without_envelope(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the 2026 envelope keys taken out of ``_meta`` (the rest kept).
+
+    A handshake-era target learnt the version and capabilities from ``initialize``;
+    the envelope keys are reserved to 2026 requests, and servers that serve both eras
+    refuse them on a handshake connection (the Python SDK answers -32600)."""
+    meta = params.get("_meta")
+    if not isinstance(meta, dict) or not any(k in meta for k in ENVELOPE_KEYS):
+        return params
+    rest = {k: v for k, v in meta.items() if k not in ENVELOPE_KEYS}
+    out = {k: v for k, v in params.items() if k != "_meta"}
+    if rest:
+        out["_meta"] = rest
+    return out
 
 
 def decode_header(value: str | None) -> str | None:

@@ -39,12 +39,21 @@ class Continuation:
         self.events: asyncio.Queue[tuple[str, Any, UpstreamSession | None]] = asyncio.Queue()
         #: our key -> (upstream, the target's request id)
         self.pending: dict[str, tuple[UpstreamSession, Any]] = {}
+        #: our key -> the input request as the client saw it (asked again if unanswered)
+        self.asked: dict[str, Message] = {}
         self.emit: Emit | None = None
         self.token: Any = None
         self.log_level: str | None = None
         self.keys = itertools.count(1)
         self.touched = time.monotonic()
         self.task: asyncio.Task[Any] | None = None
+        #: The request it answers (method and name): its requestState is bound to it.
+        self.origin = ""
+        #: The upstream call held: where it runs and its id there.
+        self.upstream: UpstreamSession | None = None
+        self.uid: Any = None
+        #: Set when a newer client request takes over waiting for this call.
+        self._turn = asyncio.Event()
 
     async def notify(self, msg: Message) -> None:
         from .session import LEVEL_RANK
@@ -72,8 +81,27 @@ class Continuation:
     async def server_request(self, msg: Message, upstream: UpstreamSession) -> None:
         await self.events.put(("request", msg, upstream))
 
+    async def next_event(self) -> tuple[str, Any, UpstreamSession | None] | None:
+        """The call's next event, for the newest client request waiting on it; an older
+        waiter (a retry its client gave up on) gets None instead of taking the event.
+
+        Fix (eras e2e): two waiters shared the queue, so the one whose client had gone
+        took the answer and the live retry hung."""
+        self._turn.set()
+        turn = self._turn = asyncio.Event()
+        get = asyncio.ensure_future(self.events.get())
+        superseded = asyncio.ensure_future(turn.wait())
+        try:
+            await asyncio.wait((get, superseded), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            superseded.cancel()
+            if not get.done():
+                get.cancel()  # Queue.get cancelled before it took an item: nothing is lost
+        return get.result() if get.done() and not get.cancelled() else None
+
     async def answer(self, key: str, value: Any) -> bool:
         entry = self.pending.pop(key, None)
+        self.asked.pop(key, None)
         if entry is None:
             return False
         upstream, uid = entry
@@ -85,6 +113,7 @@ class Continuation:
 
     async def refuse_pending(self, reason: str) -> None:
         pending, self.pending = self.pending, {}
+        self.asked = {}
         for upstream, uid in pending.values():
             try:
                 await upstream.respond({"jsonrpc": "2.0", "id": uid, "error": {"code": -32603, "message": reason}})
@@ -105,11 +134,12 @@ class Continuations:
     def start(self, target: str, upstream: UpstreamSession, method: str, params: Any) -> Continuation:
         self._expire()
         cont = Continuation(secrets.token_urlsafe(12), target)
+        cont.upstream, cont.uid = upstream, upstream.next_id()
         self._items[cont.id] = cont
 
         async def run() -> None:
             try:
-                resp = await upstream.request(method, params, cont)
+                resp = await upstream.request(method, params, cont, id=cont.uid)
                 await cont.events.put(("response", resp, None))
             except UpstreamError as exc:
                 await cont.events.put(("error", exc, None))
@@ -128,6 +158,14 @@ class Continuations:
         await cont.refuse_pending(reason)
         if cont.task is not None and not cont.task.done():
             cont.task.cancel()
+            if cont.upstream is not None:
+                # A handshake-era target does not take a closed stream for a cancellation.
+                note = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": cont.uid, "reason": reason}}
+                try:
+                    await cont.upstream.notify(note)
+                except UpstreamError:
+                    pass
 
     def _expire(self) -> None:
         now = time.monotonic()

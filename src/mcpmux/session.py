@@ -56,6 +56,11 @@ MAX_INPUT_ROUNDS = 8
 _tokens = itertools.count(1)
 
 
+def _origin(method: str, route: Route) -> str:
+    """What a requestState is bound to: the request that got it (method and upstream name)."""
+    return f"{method} {route.original}"
+
+
 class Call:
     """The sink for one forwarded request: its stream back to the client."""
 
@@ -143,11 +148,17 @@ class ClientSession:
         key = f"s{next(self._stream_ids)}"
         stream = ResponseStream(key, send, headers, resumable)
         if resumable:
-            now = time.monotonic()
-            for k in [k for k, s in self.response_streams.items() if s.expired(now)]:
-                del self.response_streams[k]
+            if len(self.response_streams) >= 64:  # only undelivered answers linger: rare
+                now = time.monotonic()
+                for k in [k for k, s in self.response_streams.items() if s.expired(now)]:
+                    del self.response_streams[k]
             self.response_streams[key] = stream
         return stream
+
+    def stream_done(self, stream: ResponseStream) -> None:
+        """Forget a stream whose answer reached a live connection (the usual case)."""
+        if stream.delivered:
+            self.response_streams.pop(stream.key, None)
 
     async def send(self, msg: Message, emit: Emit | None = None) -> None:
         """On the stream of the call that caused it if there is one, else the GET stream."""
@@ -366,19 +377,26 @@ class ClientSession:
             params = {**params, "_meta": {**meta, "progressToken": f"mcpmux-{next(_tokens)}"}}
         held = None
         if self.stateless and "requestState" in params:
-            params, held = await self._resume(route, params)
+            params, held = await self._resume(route, method, params)
         call = Call(self, route.target, emit, token)
         target.inflight += 1
         try:
             upstream = await self.upstream_for(target)
             if upstream.modern:
                 params = self._envelope(params, upstream)
-            elif self.stateless and method in HELD_METHODS:
-                # A handshake-era target may ask the client something mid-call: hold the
-                # call so the answer can arrive on a later request (MRTR translation).
-                if held is None:
-                    held = self.gateway.continuations.start(target.name, upstream, method, params)
-                return await self._await_held(held, rid, emit, token)
+            elif self.stateless:
+                # Fix (eras e2e): the client's 2026 envelope went on to handshake targets,
+                # whose SDK refuses it on a handshake connection ("requests carrying the
+                # 2026-07-28 envelope are not accepted"): no modern client could call a
+                # tool of an SDK 2.x stdio server. The target knows it all from initialize.
+                params = era.without_envelope(params)
+                if method in HELD_METHODS:
+                    # A handshake-era target may ask the client something mid-call: hold
+                    # the call so the answer can arrive on a later request (MRTR translation).
+                    if held is None:
+                        held = self.gateway.continuations.start(target.name, upstream, method, params)
+                        held.origin = _origin(method, route)
+                    return await self._await_held(held, rid, emit, token)
             uid = upstream.next_id()
             self._inflight[rid] = (upstream, uid, asyncio.current_task(), call)
             try:
@@ -412,14 +430,18 @@ class ClientSession:
             meta.setdefault(era.K_LOG_LEVEL, self.log_level)
         return {**params, "_meta": meta}
 
-    async def _resume(self, route: Route, params: dict[str, Any]) -> tuple[dict[str, Any], Continuation | None]:
+    async def _resume(
+        self, route: Route, method: str, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], Continuation | None]:
         """A modern client's retry: unwrap our requestState, deliver its inputResponses."""
         params = dict(params)
         state = self.gateway.sealer.open(params.pop("requestState", None))
         responses = params.pop("inputResponses", None) or {}
         if not isinstance(responses, dict):
             raise RPCError(INVALID_PARAMS, "inputResponses must be an object")
-        if state.get("t") != route.target:
+        # Fix (eras e2e): only the target was checked, so a held call's state presented on
+        # another tool of the same target resumed that call and answered with its result.
+        if state.get("t") != route.target or state.get("o") != _origin(method, route):
             raise RPCError(INVALID_PARAMS, "requestState belongs to another tool, prompt or resource")
         if "c" not in state:  # a modern target's own state: give it back, untouched
             if state.get("s") is not None:
@@ -431,13 +453,28 @@ class ClientSession:
         if held is None:
             raise RPCError(INVALID_PARAMS, "requestState expired: send the request again without it")
         for key, value in responses.items():
-            if not await held.answer(key, value):
-                raise RPCError(INVALID_PARAMS, f"inputResponses has no pending request {key!r}")
+            # Keys we did not ask (or already had answered) are ignored: mrtr.mdx says a
+            # server SHOULD ignore what it does not recognize.
+            await held.answer(key, value)
         return params, held
 
     async def _await_held(self, held: Continuation, rid: Any, emit: Emit | None, token: Any) -> Message:
         held.emit, held.token, held.log_level = emit, token, self.log_level
-        kind, value, upstream = await held.events.get()
+        if held.pending:
+            # Fix (eras e2e): a retry that left a question unanswered waited for an event
+            # that could not come (the target still waits for that answer). mrtr.mdx: ask
+            # for the missing information again instead.
+            return self._ask_input(held, rid)
+        try:
+            event = await held.next_event()
+        except asyncio.CancelledError:
+            # The client closed the stream of the request waiting on the call: in 2026 that
+            # cancels it (streamable-http.mdx), so the target stops working on it too.
+            await asyncio.shield(self.gateway.continuations.drop(held, "cancelled by the client"))
+            raise
+        if event is None:
+            return error(rid, INVALID_PARAMS, "a newer request with this requestState took over the call")
+        kind, value, upstream = event
         if kind != "request":
             await self.gateway.continuations.drop(held, "done")
             if kind == "error":
@@ -459,10 +496,14 @@ class ClientSession:
             )
         key = f"r{next(held.keys)}"
         held.pending[key] = (upstream, value["id"])
-        state = self.gateway.sealer.seal({"t": held.target, "c": held.id})
-        request = {"method": value["method"], "params": value.get("params") or {}}
+        held.asked[key] = {"method": value["method"], "params": value.get("params") or {}}
+        return self._ask_input(held, rid)
+
+    def _ask_input(self, held: Continuation, rid: Any) -> Message:
+        """The InputRequiredResult for what the held call still waits for."""
+        state = self.gateway.sealer.seal({"t": held.target, "o": held.origin, "c": held.id})
         return result(
-            rid, {"resultType": "input_required", "inputRequests": {key: request}, "requestState": state}
+            rid, {"resultType": "input_required", "inputRequests": dict(held.asked), "requestState": state}
         )
 
     async def _input_required(
@@ -478,7 +519,8 @@ class ClientSession:
         sealed; a handshake client is asked with real requests and the call retried."""
         res = resp["result"]
         if self.stateless:
-            sealed = self.gateway.sealer.seal({"t": route.target, "s": res.get("requestState")})
+            origin = _origin(method, route)
+            sealed = self.gateway.sealer.seal({"t": route.target, "o": origin, "s": res.get("requestState")})
             return {**resp, "result": {**res, "requestState": sealed}}
         for _ in range(MAX_INPUT_ROUNDS):
             answers: dict[str, Any] = {}

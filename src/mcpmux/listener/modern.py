@@ -88,14 +88,34 @@ async def serve_modern(
         await _listen(gateway, session, msg, receive, send)
         return
     stream = ResponseStream("", send, [], resumable=False)
+    # Fix (eras e2e): a client that closed its stream left its call running upstream.
+    # 2026: closing the response stream is the cancellation (streamable-http.mdx,
+    # MUST); a held handshake call is then cancelled on its target too.
+    work = asyncio.ensure_future(session.handle(msg, stream))
+    gone = asyncio.ensure_future(_disconnected(receive))
     try:
-        resp = await session.handle(msg, stream)
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not work.done():
+            work.cancel()
+        await asyncio.gather(work, gone, return_exceptions=True)
+    if work.cancelled():
+        log.debug("modern request %s: the client closed its stream; cancelled", msg.get("method"))
+        return
+    try:
+        resp = work.result()
     except Exception:
         log.exception("modern request %s failed", msg.get("method"))
         resp = error(rid, -32603, "internal gateway error (see the gateway log)")
     code = (resp.get("error") or {}).get("code")
     status = 400 if code in BAD_REQUEST else 404 if code == METHOD_NOT_FOUND else 200
     await stream.finish(decorate(gateway, resp), status)
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _listen(
@@ -141,11 +161,7 @@ async def _listen(
                 tagged = {**note, "params": {**params, "_meta": {**meta, **tag}}}
                 await send({"type": "http.response.body", "body": encode(orjson.dumps(tagged)), "more_body": True})
 
-        async def disconnected() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(disconnected())]
+        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(_disconnected(receive))]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
