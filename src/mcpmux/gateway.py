@@ -177,11 +177,19 @@ class Gateway:
         """Subscribe ``sid`` to a resource through its target's shared session."""
         route = self.view.route_uri(uri)
         target = self.targets.get(route.target) if route is not None else None
-        if route is None or target is None or target.session is None or target.session.modern:
+        if route is None or target is None or target.session is None:
             return False
         if not (target.catalog.capabilities.get("resources") or {}).get("subscribe"):
             return False
         subs = target.subscribers.setdefault(route.original, set())
+        if target.session.modern:  # 2026: no resources/subscribe; follow it on listen
+            if not subs:
+                subs.add(sid)
+                relisten = getattr(target.session, "relisten", None)
+                if relisten is not None:
+                    relisten()
+            subs.add(sid)
+            return True
         if not subs:
             try:
                 await target.session.request("resources/subscribe", {"uri": route.original},
@@ -203,7 +211,11 @@ class Gateway:
         subs.discard(sid)
         if not subs:
             del target.subscribers[route.original]
-            if target.session is not None:
+            if target.session is not None and target.session.modern:
+                relisten = getattr(target.session, "relisten", None)
+                if relisten is not None:
+                    relisten()
+            elif target.session is not None:
                 await target.session.request("resources/unsubscribe", {"uri": route.original},
                                              timeout=target.config.timeout)
 
@@ -323,15 +335,11 @@ class Gateway:
         res: dict[str, Any] = {
             "protocolVersion": version,
             "capabilities": self.capabilities(),
-            "serverInfo": {"name": "mcpmux", "title": "mcpmux gateway", "version": __version__},
+            "serverInfo": self.server_info(),
         }
-        instructions = [
-            f"[{t.name}] {t.catalog.instructions}"
-            for t in self.targets.values()
-            if t.ready and isinstance(t.catalog.instructions, str) and t.catalog.instructions
-        ]
+        instructions = self.instructions()
         if instructions:
-            res["instructions"] = "\n\n".join(instructions)
+            res["instructions"] = instructions
         if self.transparent:
             self._as_the_target(res)
         log.info("session %s: opened by %s (%s)", sid[:8],

@@ -126,19 +126,7 @@ class StreamableHTTP:
         accept = headers.get("accept", "")
         if not (_accepts(accept, "application/json") and _accepts(accept, "text/event-stream")):
             raise HttpError(406, "not acceptable: Accept must list application/json and text/event-stream")
-        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise HttpError(415, f"unsupported media type {ctype or '(none)'}: send application/json")
-        body = await _read_body(receive, headers, self.gateway.config.limits.max_body_bytes)
-        try:
-            msg = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise HttpError(400, f"parse error: {exc}", PARSE_ERROR) from None
-        if isinstance(msg, list):
-            raise HttpError(400, "JSON-RPC batches are not supported (removed in MCP 2025-06-18): send one message per request")
-        problem = validate(msg) or _request_id_problem(msg)
-        if problem:
-            raise HttpError(400, f"invalid request: {problem}", INVALID_REQUEST, _echo_id(msg))
+        msg = await read_message(receive, headers, self.gateway.config.limits.max_body_bytes)
         if "mcp-session-id" not in headers and is_request(msg) and (
             era.is_modern(msg) or headers.get("mcp-protocol-version") in era.MODERN_VERSIONS
         ):
@@ -230,6 +218,26 @@ def _echo_id(msg: Any) -> Any:
     (JSON-RPC: if the id cannot be determined, it is null)."""
     rid = msg.get("id") if isinstance(msg, dict) else None
     return rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
+
+
+async def read_message(receive: Receive, headers: dict[str, str], limit: int) -> Message:
+    """One POSTed JSON-RPC message, or the HttpError that says what is wrong with it."""
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise HttpError(415, f"unsupported media type {ctype or '(none)'}: send application/json")
+    body = await _read_body(receive, headers, limit)
+    try:
+        msg = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HttpError(400, f"parse error: {exc}", PARSE_ERROR) from None
+    if isinstance(msg, list):
+        raise HttpError(
+            400, "JSON-RPC batches are not supported (removed in MCP 2025-06-18): send one message per request"
+        )
+    problem = validate(msg) or _request_id_problem(msg)
+    if problem:
+        raise HttpError(400, f"invalid request: {problem}", INVALID_REQUEST, _echo_id(msg))
+    return msg
 
 
 def _headers(scope: Scope) -> dict[str, str]:

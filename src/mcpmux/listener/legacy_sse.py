@@ -27,14 +27,12 @@ import orjson
 from ..gateway import Gateway
 from ..jsonrpc import (
     INVALID_REQUEST,
-    PARSE_ERROR,
     Message,
     RPCError,
     error,
     is_notification,
     is_request,
     result,
-    validate,
 )
 from ..session import ClientSession
 from ..sse import encode
@@ -47,8 +45,7 @@ from .http import (
     StreamableHTTP,
     _echo_id,
     _headers,
-    _read_body,
-    _request_id_problem,
+    read_message,
     send_empty,
 )
 from .streams import SSE_HEADERS, send_json
@@ -206,21 +203,7 @@ class LegacySSE:
                 -32001,
             )
         headers = _headers(scope)
-        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise HttpError(
-                415, f"unsupported media type {ctype or '(none)'}: send application/json"
-            )
-        body = await _read_body(receive, headers, self.gateway.config.limits.max_body_bytes)
-        try:
-            msg = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise HttpError(400, f"parse error: {exc}", PARSE_ERROR) from None
-        if isinstance(msg, list):
-            raise HttpError(400, "JSON-RPC batches are not supported: send one message per request")
-        problem = validate(msg) or _request_id_problem(msg)
-        if problem:
-            raise HttpError(400, f"invalid request: {problem}", INVALID_REQUEST, _echo_id(msg))
+        msg = await read_message(receive, headers, self.gateway.config.limits.max_body_bytes)
         session = conn.session
         if session is None:
             await self._before_initialize(conn, msg)
