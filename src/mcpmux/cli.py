@@ -67,7 +67,8 @@ async def serve(
     legacy = LegacySSE(gateway).mount(app)
     mcp = _Server(uvicorn.Config(app, host=config.listen.host, port=config.listen.port,
                                  lifespan="off", log_level="warning", access_log=False,
-                                 http="httptools", loop="none", timeout_graceful_shutdown=3))
+                                 http="httptools", loop="none", timeout_graceful_shutdown=3,
+                                 proxy_headers=False, server_header=False, date_header=False))
     servers = [mcp]
     if config.admin.enabled:
         servers.append(_Server(uvicorn.Config(admin_app(gateway), host=config.admin.host, port=config.admin.port,

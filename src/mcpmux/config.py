@@ -360,6 +360,8 @@ class LimitsConfig(_Model):
     page_size: int = Field(default=0, ge=0)
     # Seconds a removed target's in-flight calls may take to finish before it is closed.
     drain_timeout: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    # Targets connecting (process start, initialize, first listing) at the same time.
+    connect_concurrency: int = Field(default=8, gt=0)
 
 
 class LabelSelectorRequirement(_Model):

@@ -45,6 +45,8 @@ class Gateway:
         self.listeners: dict[str, tuple[ClientSession, set[str]]] = {}
         self.sealer = StateSealer()
         self._sources: dict[str, asyncio.Task[Any]] = {}
+        #: How many targets may be connecting (spawning, initializing, listing) at once.
+        self._connect_slots = asyncio.Semaphore(config.limits.connect_concurrency)
         self.started_at = time.time()
         #: Where the config came from ("config", "demo"); shown as each target's source.
         self.config_source = "config"
@@ -90,7 +92,7 @@ class Gateway:
                     log.error("target '%s' from %s clashes with one from %s; ignored",
                               name, source, self.targets[name].source)
                 continue
-            target = Target(cfg, self._catalog_changed, self._target_message, source)
+            target = Target(cfg, self._catalog_changed, self._target_message, source, self._connect_slots)
             self.targets[name] = target
             target.start()
         self._catalog_changed(None)
@@ -183,13 +185,18 @@ class Gateway:
             return False
         subs = target.subscribers.setdefault(route.original, set())
         if target.session.modern:  # 2026: no resources/subscribe; follow it on listen
-            if not subs:
-                subs.add(sid)
-                relisten = getattr(target.session, "relisten", None)
-                if relisten is not None:
-                    relisten()
+            # Fix (era-subscriptions e2e): acknowledged before the target's listen stream
+            # asked for the URI (an update in between was lost), and even when the target
+            # did not honor it. Now: once the target acknowledged a stream naming it.
             subs.add(sid)
-            return True
+            relisten = getattr(target.session, "relisten", None)
+            honored = await relisten() if relisten is not None else frozenset()
+            if route.original in honored:
+                return True
+            subs.discard(sid)
+            if not subs:
+                target.subscribers.pop(route.original, None)
+            return False
         if not subs:
             try:
                 await target.session.request("resources/subscribe", {"uri": route.original},
@@ -214,7 +221,7 @@ class Gateway:
             if target.session is not None and target.session.modern:
                 relisten = getattr(target.session, "relisten", None)
                 if relisten is not None:
-                    relisten()
+                    await relisten()
             elif target.session is not None:
                 await target.session.request("resources/unsubscribe", {"uri": route.original},
                                              timeout=target.config.timeout)

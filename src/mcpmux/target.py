@@ -63,6 +63,7 @@ class Target:
         on_change: Callable[..., None],
         on_message: Callable[[Target, Message, UpstreamSession], Awaitable[None]],
         source: str = "config",
+        connect_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -84,6 +85,7 @@ class Target:
         self.inflight = 0
         self.first_attempt = asyncio.Event()
         self._on_change = on_change
+        self._slots = connect_slots or asyncio.Semaphore(1)
         self._on_message = on_message
         self._tasks = TaskOwner(f"target:{self.name}")
         self._refreshing: set[Kind] = set()
@@ -186,6 +188,8 @@ class Target:
             session = self.new_session()
             session.on_unsolicited = self._unsolicited
             session.on_reopened = self._reopened
+            if isinstance(session, HttpSession):
+                session.resource_uris = self.subscribers.keys
             self.state = "connecting"
             try:
                 # Fix (real-peers e2e): the catalog session of http/sse targets declared no
@@ -194,10 +198,12 @@ class Target:
                 # get-roots-list) hid them from the merged list, and clients that do declare
                 # sampling could not call them ("unknown tool"). The gateway can relay all
                 # three for any client that declares them, so every catalog session says so.
-                session = await self._open(session)
-                self.era = "modern" if session.modern else "handshake"
-                self.dual = session.dual or (session.modern and await self._speaks_handshake())
-                await self._fetch_catalog(session)
+                # Bounded start-up: dozens of children spawned at once mostly time out.
+                async with self._slots:
+                    session = await self._open(session)
+                    self.era = "modern" if session.modern else "handshake"
+                    self.dual = session.dual or (session.modern and await self._speaks_handshake())
+                    await self._fetch_catalog(session)
                 self.session = session
                 self.state = "ready"
                 self.last_error = None

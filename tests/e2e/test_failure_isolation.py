@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -350,3 +351,26 @@ async def _call_when_back(c: RawClient, name: str, tries: int = 50) -> dict[str,
             return resp
         await asyncio.sleep(0.1)
     raise AssertionError(f"{name} never worked again: {resp}")
+
+
+def test_start_up_is_bounded_by_connect_concurrency(tmp_path: Path) -> None:
+    """Many stdio targets at once: at most `connect_concurrency` are starting at a time
+    (read from the gateway's own log order), and every one of them becomes ready."""
+    names = [f"c{i}" for i in range(6)]
+    config = {
+        "limits": {"connect_concurrency": 2},
+        "targets": [
+            {"name": n, "stdio": {"command": sys.executable, "args": ["-m", "mcpmux.demo.clock"]}}
+            for n in names
+        ],
+    }
+    with run_gateway(config, tmp_path) as gw:
+        assert all(gw.targets()[n]["state"] == "ready" for n in names)
+        starting = peak = 0
+        for line in gw.log().splitlines():
+            if "': started pid" in line:
+                starting += 1
+                peak = max(peak, starting)
+            elif "': ready (" in line:
+                starting -= 1
+        assert peak == 2, gw.log()

@@ -138,6 +138,7 @@ targets:
         "max_sessions": 3,
         "page_size": 0,
         "drain_timeout": 30.0,
+        "connect_concurrency": 8,
     }
     spec = cfg.targets[0].spec
     assert isinstance(spec, StdioSpec)

@@ -43,7 +43,9 @@ class ConfigFileSource:
 
     async def run(self) -> None:
         directory = self.path.resolve().parent
-        async for _ in watchfiles.awatch(directory, debounce=200, step=50, recursive=True):
+        # Not recursive: the file itself, editors' rename-into-place and a ConfigMap's
+        # `..data` symlink swap all happen in this directory.
+        async for _ in watchfiles.awatch(directory, debounce=200, step=50, recursive=False):
             await self.check()
 
     async def check(self) -> None:

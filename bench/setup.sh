@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Prepare this checkout for bench/run.py. Idempotent: each step is skipped when done.
+#
+#   bench/setup.sh             wrk (Debian package), matplotlib + py-spy into .venv
+#   bench/setup.sh --fastmcp   also FastMCP in bench/.venv-fastmcp (the comparison gateway)
+#
+# It needs scripts/setup.sh first (the .venv with mcpmux, and the npm peers in tests/peers,
+# which give server-everything and Node 22). Nothing here is a dependency of mcpmux:
+# pyproject.toml does not list it.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV=.venv
+FASTMCP_VENV=bench/.venv-fastmcp
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "bench/setup: $VENV is missing; running scripts/setup.sh first"
+    scripts/setup.sh
+fi
+
+if command -v wrk >/dev/null 2>&1; then
+    echo "bench/setup: wrk present ($(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2))"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bench/setup: apt-get install wrk"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+else
+    echo "bench/setup: wrk is missing; install it as root: apt-get install -y wrk" >&2
+    exit 1
+fi
+
+if "$VENV/bin/python" -c "import matplotlib" 2>/dev/null && [ -x "$VENV/bin/py-spy" ]; then
+    echo "bench/setup: matplotlib and py-spy present in $VENV"
+else
+    echo "bench/setup: pip install matplotlib py-spy into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check matplotlib py-spy
+fi
+
+if [ "${1:-}" = "--fastmcp" ]; then
+    if [ -x "$FASTMCP_VENV/bin/python" ] && "$FASTMCP_VENV/bin/python" -c "import fastmcp" 2>/dev/null; then
+        echo "bench/setup: FastMCP present in $FASTMCP_VENV"
+    else
+        echo "bench/setup: FastMCP into $FASTMCP_VENV"
+        python3 -m venv "$FASTMCP_VENV"
+        "$FASTMCP_VENV/bin/python" -m pip install --quiet --disable-pip-version-check fastmcp
+    fi
+fi
+echo "bench/setup: done; run .venv/bin/python bench/run.py [--quick]"
