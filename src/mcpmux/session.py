@@ -562,6 +562,17 @@ class ClientSession:
         route = self._route_uri(params)
         uri = params["uri"]
         target = self.gateway.targets.get(route.target)
+        if target is not None and target.session_era(False) == "modern":
+            # A modern-only target has no resources/subscribe: the gateway follows the URI
+            # on its subscriptions/listen stream and routes updates to this session.
+            if method == "resources/subscribe":
+                if not await self.gateway.subscribe_shared(self.id, uri):
+                    raise RPCError(INVALID_PARAMS, f"cannot subscribe to {uri}")
+                self.subscriptions.add(uri)
+            else:
+                await self.gateway.unsubscribe_shared(self.id, uri)
+                self.subscriptions.discard(uri)
+            return result(msg["id"], {})
         if target is not None and target.shared:
             subs = target.subscribers.setdefault(route.original, set())
             first, last = not subs, False
@@ -652,16 +663,22 @@ class ClientSession:
                 task.cancel()
         ups, self.upstreams = self.upstreams, {}
         await asyncio.gather(*(u.aclose("client session ended") for u in ups.values()))
-        for target in self.gateway.targets.values():
+        for target in list(self.gateway.targets.values()):
+            emptied = False
             for uri, subs in list(target.subscribers.items()):
                 if self.id in subs:
                     subs.discard(self.id)
                     if not subs:
                         del target.subscribers[uri]
-                        if target.session is not None:
+                        if target.session is not None and target.session.modern:
+                            emptied = True  # one new listen stream below, for all of them
+                        elif target.session is not None:
                             try:
                                 await target.session.request(
                                     "resources/unsubscribe", {"uri": uri}, timeout=target.config.timeout
                                 )
                             except UpstreamError:
                                 pass
+            relisten = getattr(target.session, "relisten", None)
+            if emptied and relisten is not None:
+                await relisten()

@@ -33,6 +33,19 @@ Both offer the same fixtures, each asking for input the way its era does:
   server saw them;
 * prompt ``greeting(name)``; resource ``<era>://info``.
 
+The modern server's ``modern://info`` is subscribable the 2026 way (``resources.subscribe``
+is served by ``subscriptions/listen``: the SDK's ``ListenHandler`` delivers an update only
+to the streams whose ``resourceSubscriptions`` name the URI):
+
+* ``touch_info(text)``: changes what ``modern://info`` reads and publishes
+  ``notifications/resources/updated`` for it (``ctx.notify_resource_updated``);
+* ``listening()``: ``{"streams": [...], "held": n}``, the ``resourceSubscriptions`` of
+  every ``subscriptions/listen`` stream open on the server right now (one list per
+  stream), so a test can tell what a client asks to follow; and how many listen
+  requests are held;
+* ``hold_listens(hold)``: while true, new ``subscriptions/listen`` requests wait
+  unanswered (a target slow to acknowledge); false lets them through.
+
 Run: ``python era_servers.py modern|handshake [--port 0] [--ttl-ms N --cache-scope S]``.
 The first stdout line is ``LISTENING http://HOST:PORT/mcp`` once the socket accepts.
 """
@@ -51,6 +64,7 @@ from typing import Any
 import anyio
 import uvicorn
 from mcp.server.caching import CacheHint
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
@@ -154,12 +168,75 @@ def _diagnostics(mcp: MCPServer) -> None:
         )
 
 
+#: What ``modern://info`` reads (``touch_info`` changes it).
+INFO = {"text": "served by a 2026-07-28-only server"}
+INFO_URI = "modern://info"
+
+
+class ListenLog:
+    """Middleware: the ``resourceSubscriptions`` of each ``subscriptions/listen`` stream
+    while it is open (its handler runs until the client goes, or is cancelled); and, while
+    ``hold`` is set, new listen requests wait (unanswered, counted in ``held``)."""
+
+    def __init__(self) -> None:
+        self.open: dict[object, list[str]] = {}
+        self.held = 0
+        self.gate: anyio.Event | None = None
+
+    def hold(self, on: bool) -> None:
+        if on and self.gate is None:
+            self.gate = anyio.Event()
+        elif not on and self.gate is not None:
+            self.gate.set()
+            self.gate = None
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        if ctx.method != "subscriptions/listen":
+            return await call_next(ctx)
+        if self.gate is not None:
+            self.held += 1
+            try:
+                await self.gate.wait()
+            finally:
+                self.held -= 1
+        wanted = ((ctx.params or {}).get("notifications") or {}).get("resourceSubscriptions")
+        token = object()
+        self.open[token] = [str(u) for u in wanted] if isinstance(wanted, list) else []
+        try:
+            return await call_next(ctx)
+        finally:
+            self.open.pop(token, None)
+
+
 def build_modern(cache_hint: CacheHint | None = None) -> MCPServer:
     hints: Any = None
     if cache_hint is not None:
         hints = {m: cache_hint for m in ("tools/list", "prompts/list", "resources/list")}
-    mcp = MCPServer(name="era-modern", version="1.0.0", cache_hints=hints)
+    listens = ListenLog()
+    mcp = MCPServer(name="era-modern", version="1.0.0", cache_hints=hints, middleware=[listens])
     _diagnostics(mcp)
+
+    @mcp.tool()
+    def listening() -> CallToolResult:
+        """The resourceSubscriptions of each subscriptions/listen stream open now, and how
+        many listen requests ``hold_listens`` is holding."""
+        return _text(json.dumps({"streams": sorted(listens.open.values()), "held": listens.held}))
+
+    @mcp.tool()
+    def hold_listens(hold: bool) -> CallToolResult:
+        """Hold new subscriptions/listen requests unanswered (a slow acknowledgement),
+        or let them through."""
+        listens.hold(hold)
+        return _text(f"holding: {hold}")
+
+    @mcp.tool()
+    async def touch_info(text: str, ctx: Context) -> CallToolResult:
+        """Changes modern://info and tells the listen streams that follow it."""
+        INFO["text"] = text
+        await ctx.notify_resource_updated(INFO_URI)
+        return _text(f"updated {INFO_URI}")
 
     @mcp.tool()
     def echo(text: str) -> CallToolResult:
@@ -243,9 +320,9 @@ def build_modern(cache_hint: CacheHint | None = None) -> MCPServer:
         """Greets someone."""
         return [UserMessage(f"Hello {name}, from the modern server.")]
 
-    @mcp.resource("modern://info", name="info", mime_type="text/plain")
+    @mcp.resource(INFO_URI, name="info", mime_type="text/plain")
     def info() -> str:
-        return "served by a 2026-07-28-only server"
+        return INFO["text"]
 
     return mcp
 

@@ -55,6 +55,14 @@ class HttpSession(UpstreamSession):
     ) -> None:
         super().__init__(target, timeout)
         self.streams = stream_client or client
+        #: For a modern catalog session: the resource URIs to follow on subscriptions/listen.
+        self.resource_uris: Callable[[], Any] | None = None
+        self._listener: asyncio.Task[Any] | None = None
+        #: What the live listen stream asked for, and what the target's acknowledgement
+        #: said it honors (None: not acknowledged yet).
+        self._asked: list[str] | None = None
+        self._honored: frozenset[str] = frozenset()
+        self._relisten_lock = asyncio.Lock()
         #: "modern", "handshake", or None (probe with server/discover first)
         self.era_hint = era_hint
         self.tool_schema = tool_schema
@@ -97,7 +105,7 @@ class HttpSession(UpstreamSession):
         if self.era_hint != "handshake" and await self._discover():
             self._generation += 1
             if self.listen:
-                self._tasks.spawn(self._listen_modern(), "subscriptions-listen")
+                self._listener = self._tasks.spawn(self._listen_modern(), "subscriptions-listen")
             return
         await super()._handshake()
         self._generation += 1
@@ -158,14 +166,70 @@ class HttpSession(UpstreamSession):
             return  # 2026 HTTP has no client notifications: closing a stream cancels
         await super().notify(msg)
 
-    async def _listen_modern(self) -> None:
-        """The catalog's change feed from a 2026 target: ``subscriptions/listen``."""
+    def _wanted_uris(self) -> list[str]:
+        return sorted(self.resource_uris()) if self.resource_uris is not None else []
+
+    async def relisten(self) -> frozenset[str]:
+        """The resource URIs to follow changed: open a ``subscriptions/listen`` asking for
+        them and, once the target acknowledges it, drop the old stream (they overlap, so
+        no change is missed in between). Returns the URIs the target honors.
+
+        Fix (era-subscriptions e2e): it reopened the stream without waiting, so the
+        gateway acknowledged a client's subscription (or answered resources/subscribe)
+        before the target followed the URI, and an update in between was lost; and the
+        old stream was closed first, losing list changes in the gap. Calls are serialized:
+        each reads the subscribers when it runs, so the last one leaves the stream asking
+        for the current set; a call that finds the stream already asking for it returns
+        at once."""
+        if not (self.modern and self.listen) or self.closed.is_set():
+            return frozenset()
+        async with self._relisten_lock:
+            live = self._listener is not None and not self._listener.done()
+            if live and self._asked == self._wanted_uris():
+                return self._honored
+            acked: asyncio.Future[tuple[list[str], frozenset[str]]] = (
+                asyncio.get_running_loop().create_future()
+            )
+            try:
+                task = self._tasks.spawn(self._listen_modern(acked), "subscriptions-listen")
+            except RuntimeError:  # closing: its tasks are being cancelled
+                return frozenset()
+            try:
+                await asyncio.wait((acked, task), timeout=self.timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # whoever asked is gone: so is its stream
+                task.cancel()
+                raise
+            if not acked.done():
+                # Refused, or no acknowledgement in time: keep the stream we have (it
+                # re-reads the URIs when it reconnects); the new URIs are not followed.
+                task.cancel()
+                acked.cancel()
+                log.info("target '%s': subscriptions/listen for %s not acknowledged",
+                         self.target, self._wanted_uris())
+                return self._honored if live else frozenset()
+            old, self._listener = self._listener, task
+            self._asked, self._honored = acked.result()
+            if old is not None:
+                old.cancel()
+            return self._honored
+
+    async def _listen_modern(
+        self, acked: asyncio.Future[tuple[list[str], frozenset[str]]] | None = None
+    ) -> None:
+        """The catalog's change feed from a 2026 target: ``subscriptions/listen`` with every
+        list kind, plus the resource URIs the gateway's clients subscribed to. ``acked``
+        (from ``relisten``) gets the first acknowledgement: (URIs asked, URIs honored)."""
         backoff = 1.0
         while not self.closed.is_set():
+            wanted: dict[str, Any] = {"toolsListChanged": True, "promptsListChanged": True,
+                                      "resourcesListChanged": True}
+            uris = self._wanted_uris()
+            if uris:
+                wanted["resourceSubscriptions"] = uris
             msg = self._with_envelope({
                 "jsonrpc": "2.0", "id": self.next_id(), "method": "subscriptions/listen",
-                "params": {"notifications": {"toolsListChanged": True, "promptsListChanged": True,
-                                             "resourcesListChanged": True}},
+                "params": {"notifications": wanted},
             })
             try:
                 async with self.streams.post(
@@ -185,13 +249,27 @@ class HttpSession(UpstreamSession):
                                 note = orjson.loads(ev.data)
                             except orjson.JSONDecodeError:
                                 continue
-                            if isinstance(note, dict) and "method" in note and "id" not in note:
-                                if note["method"] != "notifications/subscriptions/acknowledged":
-                                    await self.dispatch(note)
+                            if not (isinstance(note, dict) and "method" in note and "id" not in note):
+                                continue
+                            if note["method"] == "notifications/subscriptions/acknowledged":
+                                self._acknowledged(note, uris, acked)
+                                continue
+                            await self.dispatch(_untagged(note))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.debug("target '%s': listen stream broke: %r", self.target, exc)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
+
+    def _acknowledged(
+        self, note: Message, asked: list[str],
+        acked: asyncio.Future[tuple[list[str], frozenset[str]]] | None,
+    ) -> None:
+        honored = obj(obj(note.get("params")).get("notifications")).get("resourceSubscriptions")
+        got = frozenset(u for u in honored if isinstance(u, str)) if isinstance(honored, list) else frozenset()
+        if acked is not None and not acked.done():
+            acked.set_result((asked, got))
+        elif asyncio.current_task() is self._listener:  # the live stream reconnected
+            self._asked, self._honored = asked, got
 
     async def _request(self, msg: Message, sink: CallSink | None) -> Message:
         if self.modern:
@@ -387,6 +465,21 @@ async def _http_error(resp: aiohttp.ClientResponse) -> str:
     except Exception:
         body = ""
     return f"HTTP {resp.status}" + (f": {body}" if body else "")
+
+
+def _untagged(note: Message) -> Message:
+    """A notification from our listen stream without the stream's subscription id: that
+    id is the gateway's own request id upstream, meaningless to the clients it reaches
+    (a 2026 listener's stream gets its own tag; a handshake session none)."""
+    params = note.get("params")
+    if not isinstance(params, dict):
+        return note
+    meta = params.get("_meta")
+    if not isinstance(meta, dict) or era.K_SUBSCRIPTION not in meta:
+        return note
+    rest = {k: v for k, v in meta.items() if k != era.K_SUBSCRIPTION}
+    params = {k: v for k, v in params.items() if k != "_meta"} | ({"_meta": rest} if rest else {})
+    return {**note, "params": params}
 
 
 def _short(exc: BaseException) -> str:
