@@ -133,13 +133,16 @@ async def _listen(
         await send_json(send, 400, error(rid, INVALID_PARAMS, "resourceSubscriptions must be a list of URIs"))
         return
     session.id = f"listen-{next(_listen_ids)}"
-    subscribed = [u for u in uris if await gateway.subscribe_shared(session.id, u)]
-    if subscribed:
-        accepted["resourceSubscriptions"] = subscribed
-    kinds = {LISTEN_FLAGS[k] for k in accepted if k in LISTEN_FLAGS}
+    kinds = {LISTEN_FLAGS[k] for k in accepted}
+    # Registered before subscribing: an update that arrives before our acknowledgement
+    # waits in the queue and is sent right after it, never lost.
     gateway.listeners[session.id] = (session, kinds)
     tag = {era.K_SUBSCRIPTION: rid}
+    subscribed: list[str] = []
     try:
+        subscribed = [u for u in uris if await gateway.subscribe_shared(session.id, u)]
+        if subscribed:
+            accepted["resourceSubscriptions"] = subscribed
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         ack = {
             "jsonrpc": "2.0",
