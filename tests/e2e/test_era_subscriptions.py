@@ -25,15 +25,15 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import anyio
 import httpx
 import mcp.types as types
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from tests.support.clients import Inbox
 from tests.support.eras import era_server
 from tests.support.gateway import Gateway, run_gateway
 
@@ -187,26 +187,6 @@ async def listen(gw: Gateway, rid: str, notifications: dict[str, Any]) -> AsyncI
 
 
 # -- a handshake SDK client --------------------------------------------------------------
-class Inbox:
-    """What the gateway pushes to one SDK session, in arrival order."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._changed = anyio.Event()
-
-    async def __call__(self, message: Any) -> None:
-        self.items.append(message)
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait_for(self, pred: Callable[[Any], bool], since: int = 0) -> Any:
-        with anyio.fail_after(WAIT):
-            while True:
-                for m in self.items[since:]:
-                    if pred(m):
-                        return m
-                await self._changed.wait()
-
 
 @contextlib.asynccontextmanager
 async def handshake_client(gw: Gateway, box: Inbox) -> AsyncIterator[ClientSession]:

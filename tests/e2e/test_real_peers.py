@@ -31,10 +31,10 @@ import httpx
 import mcp.types as types
 import pytest
 from mcp import ClientSession
-from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from tests.e2e.conftest import HttpPeer, free_port, start_everything_http, stop_peer
+from tests.support.clients import Answers, Inbox
 from tests.support.conformance import node22_path, peers_dir, server_everything_cmd
 from tests.support.gateway import Gateway, children_of, run_gateway
 
@@ -87,36 +87,6 @@ async def connect(url: str, **kwargs: Any) -> AsyncIterator[ClientSession]:
         await s.initialize()
         yield s
 
-
-class Inbox:
-    """Collects what the server pushes to one SDK session, in arrival order."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._changed = anyio.Event()
-
-    async def __call__(self, message: Any) -> None:
-        self.items.append(message)
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait_for(self, pred: Callable[[Any], bool], within: float = WAIT) -> Any:
-        with anyio.fail_after(within):
-            while True:
-                for m in self.items:
-                    if pred(m):
-                        return m
-                await self._changed.wait()
-
-    def logs(self) -> list[types.LoggingMessageNotificationParams]:
-        return [m.params for m in self.items if isinstance(m, types.LoggingMessageNotification)]
-
-    def updated(self) -> list[str]:
-        return [
-            str(m.params.uri)
-            for m in self.items
-            if isinstance(m, types.ResourceUpdatedNotification)
-        ]
 
 
 def is_log(fragment: str) -> Callable[[Any], bool]:
@@ -694,30 +664,6 @@ async def test_first_message_on_a_new_upstream_session_is_not_lost(gw: Gateway) 
 
 # ------------------------------------------------------- 6. sampling, elicitation
 
-
-class Answers:
-    """SDK callbacks answering server->client requests, recording what arrived."""
-
-    def __init__(self) -> None:
-        self.sampling: list[types.CreateMessageRequestParams] = []
-        self.elicitation: list[types.ElicitRequestParams] = []
-
-    async def sample(
-        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult:
-        self.sampling.append(params)
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text="sampled-answer-4711"),
-            model="test-model-x",
-            stop_reason="endTurn",
-        )
-
-    async def elicit(
-        self, context: ClientRequestContext, params: types.ElicitRequestParams
-    ) -> types.ElicitResult:
-        self.elicitation.append(params)
-        return types.ElicitResult(action="accept", content={"name": "Ada Lovelace", "check": True})
 
 
 @pytest.mark.parametrize("target", ["everything", "web"])

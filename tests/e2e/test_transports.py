@@ -34,12 +34,12 @@ import httpx
 import mcp.types as types
 import pytest
 from mcp import ClientSession
-from mcp.client.session import ClientRequestContext
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from tests.e2e.conftest import HttpPeer, free_port, stop_peer
+from tests.support.clients import Answers, Inbox
 from tests.support.conformance import node22_path, peers_dir, server_everything_cmd
 from tests.support.gateway import Gateway, children_of, run_gateway, stop_process
 from tests.support.mcp_http import RawClient
@@ -154,51 +154,6 @@ def connect(
 def text_of(result: types.CallToolResult) -> str:
     return "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
-
-class Answers:
-    """SDK callbacks answering server->client requests, recording what arrived."""
-
-    def __init__(self) -> None:
-        self.sampling: list[types.CreateMessageRequestParams] = []
-        self.elicitation: list[types.ElicitRequestParams] = []
-
-    async def sample(
-        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult:
-        self.sampling.append(params)
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text="sampled-answer-4711"),
-            model="test-model-x",
-            stop_reason="endTurn",
-        )
-
-    async def elicit(
-        self, context: ClientRequestContext, params: types.ElicitRequestParams
-    ) -> types.ElicitResult:
-        self.elicitation.append(params)
-        return types.ElicitResult(action="accept", content={"name": "Ada Lovelace", "check": True})
-
-
-class Inbox:
-    """What the server pushes to one SDK session, in arrival order."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._changed = anyio.Event()
-
-    async def __call__(self, message: Any) -> None:
-        self.items.append(message)
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait_for(self, pred: Callable[[Any], bool], within: float = WAIT) -> Any:
-        with anyio.fail_after(within):
-            while True:
-                for m in self.items:
-                    if pred(m):
-                        return m
-                await self._changed.wait()
 
 
 def inspector(*args: str, check: bool = True) -> Any:
