@@ -21,7 +21,6 @@ from .era import StateSealer
 from .jsonrpc import INVALID_PARAMS, Message, RPCError, notification
 from .mrtr import Continuations
 from .multiplexer.catalog import CHANGED, KINDS, Kind, Route, View, build_view
-from .multiplexer.naming import split_uri
 from .session import LEVEL_RANK, ClientSession
 from .target import Target
 from .tasks import TaskOwner
@@ -452,5 +451,3 @@ class Gateway:
     def ready(self) -> bool:
         return all(t.first_attempt.is_set() for t in self.targets.values())
 
-
-_ = split_uri  # re-exported for routing helpers

@@ -33,6 +33,7 @@ class StdioSession(UpstreamSession):
         super().__init__(target, timeout)
         self.spec = spec
         self.proc: ChildProcess | None = None
+        self._stopping = False
         #: The child's last stderr lines: the usual explanation of why it died.
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
 
@@ -117,8 +118,9 @@ class StdioSession(UpstreamSession):
 
     async def _disconnect(self) -> None:
         proc = self.proc
-        if proc is None:
+        if proc is None or self._stopping:
             return
+        self._stopping = True
         # Shielded: a cancelled shutdown must still reap the child, never leave it running.
         code = await asyncio.shield(proc.stop(TERMINATE_GRACE))
         log.info("target '%s': process %d stopped (code %s)", self.target, proc.pid, code)
