@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
+import orjson
 import pytest
 from tests.peers.bad_servers import (
     GarbageServer,
@@ -374,3 +376,35 @@ def test_start_up_is_bounded_by_connect_concurrency(tmp_path: Path) -> None:
             elif "': ready (" in line:
                 starting -= 1
         assert peak == 2, gw.log()
+
+
+async def test_a_client_that_stops_reading_does_not_stall_others(crashy: Gateway) -> None:
+    """Client A starts a call that streams ~25 MB of progress to it, then never reads.
+    The shared stdio target's reader must not wait on A: client B's calls to the same
+    target still answer, and so does A's own call once its stream lags."""
+    async with RawClient(crashy.mcp_url, 30) as a, RawClient(crashy.mcp_url, 30) as b:
+        await a.initialize()
+        await b.initialize()
+        body = orjson.dumps({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "crashy_flood", "arguments": {"count": 400},
+                       "_meta": {"progressToken": "p"}},
+        })
+        url = httpx.URL(crashy.mcp_url)
+        head = (
+            f"POST {url.raw_path.decode()} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+            f"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            f"Mcp-Session-Id: {a.sid}\r\nMCP-Protocol-Version: {a.version}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        _reader, writer = await asyncio.open_connection(url.host, url.port)
+        try:
+            writer.write(head + body)
+            await writer.drain()  # ...and never read: the gateway's writes to A back up
+            await asyncio.sleep(0.5)
+            with anyio.fail_after(20):
+                echoed = await b.call("crashy_echo", {"text": "still here"})
+            assert echoed["result"]["content"][0]["text"] == "still here", echoed
+            assert "not reading" in crashy.log()
+        finally:
+            writer.close()

@@ -231,6 +231,11 @@ CRASHY_TOOLS = [
     },
     {"name": "hang", "description": "Never answer.", "inputSchema": {"type": "object"}},
     {
+        "name": "flood",
+        "description": "Send 'count' progress notifications of 64 KiB each, then answer.",
+        "inputSchema": {"type": "object", "properties": {"count": {"type": "integer"}}},
+    },
+    {
         "name": "close_stdout",
         "description": "Close stdout mid-call, keep running.",
         "inputSchema": {"type": "object"},
@@ -293,6 +298,14 @@ def crashy(flappy: bool = False) -> None:
                 os._exit(7)
             elif name == "hang":
                 pass  # never answered
+            elif name == "flood":
+                token = (params.get("_meta") or {}).get("progressToken")
+                count = int(args.get("count", 100))
+                for i in range(count):
+                    if token is not None:
+                        note = {"progressToken": token, "progress": i, "message": "x" * 65536}
+                        _write({"method": "notifications/progress", "params": note})
+                _write({"id": rid, "result": _text(f"flooded {count}")})
             elif name == "close_stdout":
                 # The protocol channel dies but the process lives on (a wedged server).
                 sys.stderr.write("crashy: closing stdout and hanging on purpose\n")

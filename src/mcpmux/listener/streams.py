@@ -13,6 +13,7 @@ sessions get JSON unless the call streams something before its answer.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,10 @@ KEEP_FINISHED = 60.0
 #: Client reconnection delay we suggest, in milliseconds.
 RETRY_MS = 1000
 RESUMABLE_FROM = "2025-11-25"
+#: Seconds an intermediate write may wait on a client that is not reading.
+SLOW_CLIENT = 2.0
+
+log = logging.getLogger("mcpmux.listener.streams")
 
 
 async def send_json(
@@ -62,6 +67,7 @@ class ResponseStream:
         "finished_at",
         "headers",
         "key",
+        "lagging",
         "resumable",
         "seq",
         "started",
@@ -77,6 +83,7 @@ class ResponseStream:
         self.events: deque[tuple[int, bytes]] = deque(maxlen=REPLAY_LIMIT)
         self.finished = asyncio.Event()
         self.finished_at = 0.0
+        self.lagging = False
 
     async def open(self) -> None:
         """Start the SSE answer now (resumable sessions): priming event + retry hint."""
@@ -108,7 +115,23 @@ class ResponseStream:
         return data
 
     async def __call__(self, msg: Message) -> None:
-        """An intermediate message (progress, log, a server->client request)."""
+        """An intermediate message (progress, log, a server->client request).
+
+        It is written from the target's reader, which other clients share (one stdio
+        process serves them all): a client that stops reading must not stall it. A
+        write that cannot finish within SLOW_CLIENT marks the stream lagging; later
+        intermediate messages are then only kept for a resume, and the answer itself
+        is still written by this request's own handler."""
+        if self.lagging:
+            self._event(msg)
+            return
+        try:
+            await asyncio.wait_for(self._intermediate(msg), SLOW_CLIENT)
+        except TimeoutError:
+            self.lagging = True
+            log.warning("stream %s: client not reading; holding back its notifications", self.key or "-")
+
+    async def _intermediate(self, msg: Message) -> None:
         if not self.started:
             await self._start()
         await self._write(self._event(msg), more=True)
