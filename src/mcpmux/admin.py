@@ -43,8 +43,15 @@ def admin_app(gateway: Gateway) -> Starlette:
         """Whether the last edit of the watched config file was applied, and if not, why."""
         return JSONResponse(gateway.config_status)
 
+    async def discovery(_: Request) -> Response:
+        """Each discovery source: the watched file, and Kubernetes when configured."""
+        out = {name: status() for name, status in gateway.source_status.items()}
+        out["file"] = gateway.config_status
+        return JSONResponse(out)
+
     return Starlette(
         routes=[
+            Route("/api/discovery", discovery),
             Route("/api/config/status", config_status),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

@@ -44,6 +44,8 @@ class Gateway:
         self.listeners: dict[str, tuple[ClientSession, set[str]]] = {}
         self.sealer = StateSealer()
         self._sources: dict[str, asyncio.Task[Any]] = {}
+        #: Discovery sources' own state, for /api/discovery.
+        self.source_status: dict[str, Callable[[], dict[str, Any]]] = {}
         #: How many targets may be connecting (spawning, initializing, listing) at once.
         self._connect_slots = asyncio.Semaphore(config.limits.connect_concurrency)
         self.started_at = time.time()
@@ -135,6 +137,7 @@ class Gateway:
         discovery = getattr(self.config, "discovery", None)
         kube = getattr(discovery, "kubernetes", None) if discovery is not None else None
         if kube is None:
+            self.source_status.pop("kubernetes", None)
             old = self._sources.pop("kubernetes", None)
             if old is not None:
                 old.cancel()
@@ -145,7 +148,9 @@ class Gateway:
         async def on_targets(targets: list[TargetConfig]) -> None:
             await self.apply(targets, source="kubernetes")
 
-        self.add_source("kubernetes", KubernetesSource(kube, on_targets).run)
+        source = KubernetesSource(kube, on_targets)
+        self.source_status["kubernetes"] = source.status
+        self.add_source("kubernetes", source.run)
 
     async def wait_ready(self) -> None:
         """Wait (bounded by each target's timeout) for targets still on their first try."""

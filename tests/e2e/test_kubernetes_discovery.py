@@ -429,6 +429,9 @@ async def scenario(
             lambda t: len(t) == 3 and all(x["state"] == "ready" for x in t.values())
         )
         assert {t.get("source") for t in found.values()} == {"kubernetes"}
+        kube = (await admin.get(f"{gw.admin_url}/api/discovery")).json()["kubernetes"]
+        assert kube["state"] == "watching", kube
+        assert sorted(kube["targets"]) == sorted(found), kube
         with anyio.fail_after(10):
             await changed.wait()
         names = {t.name for t in (await s.list_tools()).tools}
