@@ -44,6 +44,8 @@ class Gateway:
         self.listeners: dict[str, tuple[ClientSession, set[str]]] = {}
         self.sealer = StateSealer()
         self._sources: dict[str, asyncio.Task[Any]] = {}
+        #: What each source last asked for (name -> config), for clashes that clear.
+        self._desired: dict[str, dict[str, TargetConfig]] = {}
         #: Discovery sources' own state, for /api/discovery.
         self.source_status: dict[str, Callable[[], dict[str, Any]]] = {}
         #: How many targets may be connecting (spawning, initializing, listing) at once.
@@ -87,15 +89,19 @@ class Gateway:
                 del self.targets[name]
                 self._tasks.spawn(self._drain(target), f"drain-{name}")
                 log.info("target '%s': %s", name, "removed" if name not in wanted else "changed; reconnecting")
-        for name, cfg in wanted.items():
-            if name in self.targets:
-                if self.targets[name].source != source:
-                    log.error("target '%s' from %s clashes with one from %s; ignored",
-                              name, source, self.targets[name].source)
-                continue
-            target = Target(cfg, self._catalog_changed, self._target_message, source, self._connect_slots)
-            self.targets[name] = target
-            target.start()
+        self._desired[source] = wanted
+        # Every source's wish, this one's first: a name another source held until now
+        # (a clash, reported when it happened) is taken up as soon as it is free.
+        for src in (source, *(s for s in self._desired if s != source)):
+            for name, cfg in self._desired[src].items():
+                if name in self.targets:
+                    if self.targets[name].source != src and src == source:
+                        log.error("target '%s' from %s clashes with one from %s; ignored until that one leaves",
+                                  name, src, self.targets[name].source)
+                    continue
+                target = Target(cfg, self._catalog_changed, self._target_message, src, self._connect_slots)
+                self.targets[name] = target
+                target.start()
         self._catalog_changed(None)
 
     async def _drain(self, target: Target) -> None:
