@@ -623,3 +623,20 @@ def test_mcp_param_headers_validated_and_regenerated(tmp_path: Path) -> None:
             # an argument the client left out needs no header
             status, resp, _ = call(g.mcp_url, name, {})
             assert status == 200 and text_of(resp) == "region=<none>"
+
+
+async def test_a_2026_notification_is_accepted(gw: Gateway) -> None:
+    """2026 HTTP defines no client notifications; one sent anyway gets 202, not a
+    'missing Mcp-Session-Id' that would point the client at the handshake era."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.post(
+            gw.mcp_url,
+            headers={
+                "Accept": "application/json, text/event-stream",
+                "Content-Type": "application/json",
+                "MCP-Protocol-Version": "2026-07-28",
+                "Mcp-Method": "notifications/cancelled",
+            },
+            json={"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}},
+        )
+    assert resp.status_code == 202, resp.text

@@ -127,10 +127,13 @@ class StreamableHTTP:
         if not (_accepts(accept, "application/json") and _accepts(accept, "text/event-stream")):
             raise HttpError(406, "not acceptable: Accept must list application/json and text/event-stream")
         msg = await read_message(receive, headers, self.gateway.config.limits.max_body_bytes)
-        if "mcp-session-id" not in headers and is_request(msg) and (
+        if "mcp-session-id" not in headers and (
             era.is_modern(msg) or headers.get("mcp-protocol-version") in era.MODERN_VERSIONS
         ):
-            await serve_modern(self.gateway, msg, headers, receive, send)
+            if is_request(msg):
+                await serve_modern(self.gateway, msg, headers, receive, send)
+            else:  # 2026 HTTP defines no client notifications; accepted and ignored
+                await send_empty(send, 202)
             return
         if msg.get("method") == "initialize" and "id" in msg:
             await self._initialize(msg, send)
