@@ -46,6 +46,8 @@ class Gateway:
         self._sources: dict[str, asyncio.Task[Any]] = {}
         #: What each source last asked for (name -> config), for clashes that clear.
         self._desired: dict[str, dict[str, TargetConfig]] = {}
+        #: Removed targets finishing their in-flight calls.
+        self._draining: set[Target] = set()
         #: Discovery sources' own state, for /api/discovery.
         self.source_status: dict[str, Callable[[], dict[str, Any]]] = {}
         #: How many targets may be connecting (spawning, initializing, listing) at once.
@@ -72,7 +74,10 @@ class Gateway:
         sessions, self.sessions = self.sessions, {}
         await asyncio.gather(*(s.aclose() for s in sessions.values()), return_exceptions=True)
         targets, self.targets = self.targets, {}
-        await asyncio.gather(*(t.aclose() for t in targets.values()), return_exceptions=True)
+        # Targets still draining when we stop are closed too (their drain was cancelled).
+        closing = [*targets.values(), *self._draining]
+        self._draining.clear()
+        await asyncio.gather(*(t.aclose() for t in closing), return_exceptions=True)
 
     async def apply(self, desired: list[TargetConfig], source: str) -> None:
         """Reconcile the running targets of ``source`` with the desired list.
@@ -87,6 +92,7 @@ class Gateway:
                 continue
             if name not in wanted or wanted[name] != target.config:
                 del self.targets[name]
+                self._draining.add(target)
                 self._tasks.spawn(self._drain(target), f"drain-{name}")
                 log.info("target '%s': %s", name, "removed" if name not in wanted else "changed; reconnecting")
         self._desired[source] = wanted
@@ -117,6 +123,7 @@ class Gateway:
                 del s.upstreams[target.name]
                 await up.aclose("target removed")
         await target.aclose()
+        self._draining.discard(target)
 
     async def reload(self, config: GatewayConfig) -> None:
         """Apply an edited config file: targets, prefix and limits live; listeners need a restart."""

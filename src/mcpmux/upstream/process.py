@@ -51,11 +51,19 @@ class ChildProcess:
         loop = asyncio.get_running_loop()
         assert popen.stdin and popen.stdout and popen.stderr
         out, err = child.stdout, child.stderr
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(out), popen.stdout)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(err), popen.stderr)
-        transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, popen.stdin
-        )
+        try:
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(out), popen.stdout)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(err), popen.stderr)
+            transport, protocol = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, popen.stdin
+            )
+        except BaseException:
+            # Cancelled (or failed) between spawn and wiring: nobody else knows this
+            # child, so it is killed and reaped here, never left running.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
+            raise
         child.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
         child._watch_exit(loop)
         return child

@@ -33,7 +33,7 @@ class StdioSession(UpstreamSession):
         super().__init__(target, timeout)
         self.spec = spec
         self.proc: ChildProcess | None = None
-        self._stopping = False
+        self._stopping: asyncio.Future[int] | None = None
         #: The child's last stderr lines: the usual explanation of why it died.
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
 
@@ -118,9 +118,13 @@ class StdioSession(UpstreamSession):
 
     async def _disconnect(self) -> None:
         proc = self.proc
-        if proc is None or self._stopping:
+        if proc is None:
             return
-        self._stopping = True
-        # Shielded: a cancelled shutdown must still reap the child, never leave it running.
-        code = await asyncio.shield(proc.stop(TERMINATE_GRACE))
-        log.info("target '%s': process %d stopped (code %s)", self.target, proc.pid, code)
+        first = self._stopping is None
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(proc.stop(TERMINATE_GRACE))
+        # Shielded and shared: a cancelled caller does not abort the stop, and a second
+        # caller (a shutdown racing a removal) waits until the child is really gone.
+        code = await asyncio.shield(self._stopping)
+        if first:
+            log.info("target '%s': process %d stopped (code %s)", self.target, proc.pid, code)
