@@ -34,7 +34,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from tests.e2e.conftest import HttpPeer, free_port, start_everything_http, stop_peer
-from tests.support.clients import Answers, Inbox
+from tests.support.clients import Answers, Inbox, kill_mid_call
 from tests.support.conformance import node22_path, peers_dir, server_everything_cmd
 from tests.support.gateway import Gateway, children_of, run_gateway
 
@@ -1013,35 +1013,13 @@ async def test_stdio_target_killed_fails_the_call_clearly_and_comes_back(tmp_pat
     with run_gateway(config, tmp_path) as g:
         old_pid = g.targets()["everything"]["pid"]
         assert old_pid and pid_alive(old_pid)
-        started, failed = anyio.Event(), anyio.Event()
-        errors: list[MCPError] = []
-
-        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            started.set()
-
         async with connect(g.mcp_url) as s:
-            async with anyio.create_task_group() as tg:
-
-                async def in_flight() -> None:
-                    try:
-                        await s.call_tool(
-                            "everything_trigger-long-running-operation",
-                            {"duration": 30, "steps": 60},
-                            progress_callback=on_progress,
-                        )
-                    except MCPError as exc:
-                        errors.append(exc)
-                        failed.set()
-
-                tg.start_soon(in_flight)
-                with anyio.fail_after(WAIT):
-                    await started.wait()
-                os.kill(old_pid, signal.SIGKILL)
-                with anyio.fail_after(WAIT):
-                    await failed.wait()
-            assert errors[0].error.code == -32001, errors[0].error
-            assert "everything" in errors[0].error.message, errors[0].error
-            assert (errors[0].error.data or {}).get("target") == "everything"
+            err = await kill_mid_call(
+                s, "everything_trigger-long-running-operation", {"duration": 30, "steps": 60}, old_pid
+            )
+            assert err.error.code == -32001, err.error
+            assert "everything" in err.error.message, err.error
+            assert (err.error.data or {}).get("target") == "everything"
 
             new = await anyio.to_thread.run_sync(wait_restarted, g, "everything", old_pid)
             assert new["pid"] != old_pid and not pid_alive(old_pid)

@@ -39,7 +39,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from tests.e2e.conftest import HttpPeer, free_port, stop_peer
-from tests.support.clients import Answers, Inbox
+from tests.support.clients import Answers, Inbox, kill_mid_call
 from tests.support.conformance import node22_path, peers_dir, server_everything_cmd
 from tests.support.gateway import Gateway, children_of, run_gateway, stop_process
 from tests.support.mcp_http import RawClient
@@ -832,32 +832,13 @@ async def test_killing_the_bridged_server(tmp_path: Path) -> None:
     with run_bridge(tmp_path, server_everything_cmd("stdio")) as b:
         g = b.gw
         old_pid = b.pid
-        started = anyio.Event()
-        errors: list[MCPError] = []
-
-        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            started.set()
-
         async with connect_http(g.mcp_url) as s:
-            async with anyio.create_task_group() as tg:
-
-                async def in_flight() -> None:
-                    try:
-                        await s.call_tool(
-                            "trigger-long-running-operation",
-                            {"duration": 30, "steps": 60},
-                            progress_callback=on_progress,
-                        )
-                    except MCPError as exc:
-                        errors.append(exc)
-
-                tg.start_soon(in_flight)
-                with anyio.fail_after(WAIT):
-                    await started.wait()
-                os.kill(old_pid, signal.SIGKILL)
-            assert errors and errors[0].error.code == -32001, errors
-            assert "everything" in errors[0].error.message
-            assert (errors[0].error.data or {}).get("target") == "everything"
+            err = await kill_mid_call(
+                s, "trigger-long-running-operation", {"duration": 30, "steps": 60}, old_pid
+            )
+            assert err.error.code == -32001, err
+            assert "everything" in err.error.message
+            assert (err.error.data or {}).get("target") == "everything"
 
             await wait_until(lambda: g.targets()["everything"]["state"] != "ready", "target down")
             with pytest.raises(MCPError) as down:

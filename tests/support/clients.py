@@ -3,12 +3,16 @@ session, and callbacks answering its requests."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 import mcp.types as types
+from mcp import ClientSession
 from mcp.client.session import ClientRequestContext
+from mcp.shared.exceptions import MCPError
 
 WAIT = 20.0
 
@@ -64,3 +68,29 @@ class Answers:
     ) -> types.ElicitResult:
         self.elicitation.append(params)
         return types.ElicitResult(action="accept", content={"name": "Ada Lovelace", "check": True})
+
+
+async def kill_mid_call(
+    session: ClientSession, tool: str, arguments: dict[str, Any], pid: int
+) -> MCPError:
+    """Start a long ``tool`` call that reports progress, SIGKILL ``pid`` once progress
+    arrives, and return the error the call ends with (fails if it ends without one)."""
+    started = anyio.Event()
+    errors: list[MCPError] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        started.set()
+
+    async def in_flight() -> None:
+        try:
+            await session.call_tool(tool, arguments, progress_callback=on_progress)
+        except MCPError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(in_flight)
+        with anyio.fail_after(WAIT):
+            await started.wait()
+        os.kill(pid, signal.SIGKILL)
+    assert errors, f"{tool} ended without an error after its server was killed"
+    return errors[0]
