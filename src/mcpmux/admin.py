@@ -8,10 +8,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import __version__
-from .gateway import Gateway
+from .dispatch import Dispatcher
 
 
-def admin_app(gateway: Gateway) -> Starlette:
+def admin_app(dispatcher: Dispatcher) -> Starlette:
+    gateway = dispatcher.gateway
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
@@ -31,7 +33,7 @@ def admin_app(gateway: Gateway) -> Starlette:
         )
 
     async def targets(_: Request) -> Response:
-        return JSONResponse(gateway.status())
+        return JSONResponse({**gateway.status(), "sessions": len(dispatcher.sessions)})
 
     async def target(request: Request) -> Response:
         t = gateway.targets.get(request.path_params["name"])

@@ -21,6 +21,7 @@ from . import __version__
 from .admin import admin_app
 from .config import ConfigError, GatewayConfig, config_from_dict, load_config
 from .discovery.file import ConfigFileSource
+from .dispatch import Dispatcher
 from .gateway import Gateway
 from .listener.http import StreamableHTTP
 from .listener.legacy_sse import LegacySSE
@@ -63,22 +64,23 @@ async def serve(
     if path is None:
         gateway.config_source = "bridge" if bridge else "demo"
     gateway.transparent = bridge is not None
-    app = StreamableHTTP(gateway)
-    legacy = LegacySSE(gateway).mount(app)
+    dispatcher = Dispatcher(gateway)
+    app = StreamableHTTP(dispatcher)
+    legacy = LegacySSE(dispatcher).mount(app)
     mcp = _Server(uvicorn.Config(app, host=config.listen.host, port=config.listen.port,
                                  lifespan="off", log_level="warning", access_log=False,
                                  http="httptools", loop="none", timeout_graceful_shutdown=3,
                                  proxy_headers=False, server_header=False, date_header=False))
     servers = [mcp]
     if config.admin.enabled:
-        servers.append(_Server(uvicorn.Config(admin_app(gateway), host=config.admin.host, port=config.admin.port,
+        servers.append(_Server(uvicorn.Config(admin_app(dispatcher), host=config.admin.host, port=config.admin.port,
                                               lifespan="off", log_level="warning", access_log=False,
                                               loop="none", timeout_graceful_shutdown=1)))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await gateway.start()
+    await dispatcher.start()
     if path is not None:
         watcher = ConfigFileSource(path, gateway.reload)
         gateway.config_status = watcher.status
@@ -119,7 +121,7 @@ async def serve(
         for s in servers:
             s.should_exit = True
         legacy.close_all()
-        await gateway.aclose()
+        await dispatcher.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -137,9 +139,10 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
     gateway = Gateway(config)
     if path is None:
         gateway.config_source = "demo"
+    dispatcher = Dispatcher(gateway)
     servers: list[_Server] = []
     if "enabled" in config.admin.model_fields_set and config.admin.enabled:
-        servers.append(_Server(uvicorn.Config(admin_app(gateway), host=config.admin.host, port=config.admin.port,
+        servers.append(_Server(uvicorn.Config(admin_app(dispatcher), host=config.admin.host, port=config.admin.port,
                                               lifespan="off", log_level="warning", access_log=False,
                                               log_config=None, loop="none", timeout_graceful_shutdown=1)))
     loop = asyncio.get_running_loop()
@@ -147,13 +150,13 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     reader, write = await open_stdio(out)
-    await gateway.start()
+    await dispatcher.start()
     if path is not None:
         watcher = ConfigFileSource(path, gateway.reload)
         gateway.config_status = watcher.status
         gateway.add_source("file", watcher.run)
     tasks = [asyncio.create_task(s.serve(), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
-    front = StdioFront(gateway, reader, write)
+    front = StdioFront(dispatcher, reader, write)
     runner = asyncio.create_task(front.run(), name="stdio-front")
     stopper = asyncio.create_task(stop.wait())
     log.info("mcpmux %s (%s): serving MCP on stdin/stdout", __version__, path or "embedded demo")
@@ -173,7 +176,7 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
         await asyncio.gather(runner, return_exceptions=True)
         for s in servers:
             s.should_exit = True
-        await gateway.aclose()
+        await dispatcher.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(OSError):
             out.close()

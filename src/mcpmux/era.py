@@ -21,29 +21,25 @@ from typing import Any
 import orjson
 
 from .jsonrpc import INVALID_PARAMS, Message, RPCError
+from .protocol import (  # noqa: F401 - the 2026 names the era layer's users read here
+    ALL_VERSIONS,
+    ENVELOPE_KEYS,
+    HANDSHAKE_VERSIONS,
+    HEADER_MISMATCH,
+    K_CAPABILITIES,
+    K_CLIENT_INFO,
+    K_LOG_LEVEL,
+    K_SERVER_INFO,
+    K_SUBSCRIPTION,
+    K_VERSION,
+    LATEST_MODERN,
+    LOG_LEVELS,
+    MISSING_CAPABILITY,
+    MODERN_VERSIONS,
+    NAME_PARAM,
+    UNSUPPORTED_VERSION,
+)
 
-MODERN_VERSIONS = ("2026-07-28",)
-HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
-ALL_VERSIONS = MODERN_VERSIONS + HANDSHAKE_VERSIONS
-LATEST_MODERN = MODERN_VERSIONS[0]
-
-K_VERSION = "io.modelcontextprotocol/protocolVersion"
-K_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
-K_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
-K_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
-K_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
-K_SUBSCRIPTION = "io.modelcontextprotocol/subscriptionId"
-
-HEADER_MISMATCH = -32020
-MISSING_CAPABILITY = -32021
-UNSUPPORTED_VERSION = -32022
-
-#: The per-request envelope: the client's word to the gateway, not to a handshake target.
-ENVELOPE_KEYS = (K_VERSION, K_CAPABILITIES, K_CLIENT_INFO, K_LOG_LEVEL)
-
-#: Methods whose name (or URI) is mirrored into ``Mcp-Name``.
-NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 _SENTINEL = re.compile(r"\A=\?base64\?(.*)\?=\Z", re.S)
 _SAFE = re.compile(r"\A[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?\Z")
 

@@ -1,8 +1,11 @@
-"""The gateway: targets, the merged view, client sessions, and what ties them.
+"""The gateway: the targets, their merged view, and the sources that change them.
 
-It owns every target supervisor and every client session; closing it closes
-them all. The reconciler entry point ``apply`` is how any source of targets
-(the config file, the embedded demo, later discovery) changes the running set.
+It owns every target supervisor; closing it closes them all. The reconciler
+entry point ``apply`` is how any source of targets (the config file, the
+embedded demo, Kubernetes) changes the running set. Clients are not its
+business: the dispatcher (``dispatch.py``) serves them and listens to the
+gateway through three hooks (a list changed, a target spoke on its own
+session, a target was removed).
 """
 
 from __future__ import annotations
@@ -10,39 +13,38 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from . import __version__, era
 from .config import GatewayConfig, TargetConfig
-from .era import StateSealer
-from .jsonrpc import INVALID_PARAMS, Message, RPCError, notification
-from .mrtr import Continuations
-from .multiplexer.catalog import CHANGED, KINDS, Kind, Route, View, build_view
-from .session import LEVEL_RANK, ClientSession
-from .target import Target
+from .jsonrpc import INVALID_PARAMS, Message, RPCError
+from .multiplexer.catalog import Route, View, build_view
+from .protocol import CHANGED, KINDS, Kind
+from .subscriptions import SubscriptionRegistry
+from .target import SessionFactory, Target
 from .tasks import TaskOwner
-from .upstream.base import SUPPORTED_VERSIONS, UpstreamError, UpstreamSession
+from .upstream.base import UpstreamSession
 
 log = logging.getLogger("mcpmux.gateway")
 
-REAP_INTERVAL = 30.0
+TargetMessage = Callable[[Target, Message, UpstreamSession], Awaitable[None]]
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, session_factory: SessionFactory | None = None) -> None:
         self.config = config
         self.targets: dict[str, Target] = {}
-        self.sessions: dict[str, ClientSession] = {}
         self.view = View()
+        #: Resource subscriptions held on targets' own sessions, for every client.
+        self.subscriptions = SubscriptionRegistry()
         self._tasks = TaskOwner("gateway")
-        #: Upstream calls held across a modern client's retries, and the seal on their state.
-        self.continuations = Continuations()
-        #: 2026 ``subscriptions/listen`` streams: id -> (their queue's session, notification kinds)
-        self.listeners: dict[str, tuple[ClientSession, set[str]]] = {}
-        self.sealer = StateSealer()
+        self._session_factory = session_factory
+        #: The hooks the dispatcher sets (see the module docstring).
+        self.on_list_changed: Callable[[str], None] = _ignore
+        self.on_target_message: TargetMessage | None = None
+        self.on_target_removed: Callable[[str], Awaitable[None]] | None = None
         self._sources: dict[str, asyncio.Task[Any]] = {}
         #: What each source last asked for (name -> config), for clashes that clear.
         self._desired: dict[str, dict[str, TargetConfig]] = {}
@@ -65,14 +67,10 @@ class Gateway:
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
         await self.apply(self.config.targets, source=self.config_source)
-        self._tasks.spawn(self._reap(), "session-reaper")
         self._start_discovery()
 
     async def aclose(self) -> None:
-        await self.continuations.aclose()
         await self._tasks.aclose()
-        sessions, self.sessions = self.sessions, {}
-        await asyncio.gather(*(s.aclose() for s in sessions.values()), return_exceptions=True)
         targets, self.targets = self.targets, {}
         # Targets still draining when we stop are closed too (their drain was cancelled).
         closing = [*targets.values(), *self._draining]
@@ -105,7 +103,8 @@ class Gateway:
                         log.error("target '%s' from %s clashes with one from %s; ignored until that one leaves",
                                   name, src, self.targets[name].source)
                     continue
-                target = Target(cfg, self._catalog_changed, self._target_message, src, self._connect_slots)
+                target = Target(cfg, self._catalog_changed, self._target_message, src, self._connect_slots,
+                                resource_uris=self._uris_of(name), session_factory=self._session_factory)
                 self.targets[name] = target
                 target.start()
         self._catalog_changed(None)
@@ -117,11 +116,8 @@ class Gateway:
         if target.inflight:
             log.warning("target '%s': %d calls still in flight after the drain timeout; closing",
                         target.name, target.inflight)
-        for s in list(self.sessions.values()):
-            up = s.upstreams.get(target.name)
-            if up is not None and self.targets.get(target.name) is not target:
-                del s.upstreams[target.name]
-                await up.aclose("target removed")
+        if self.on_target_removed is not None and self.targets.get(target.name) is not target:
+            await self.on_target_removed(target.name)
         await target.aclose()
         self._draining.discard(target)
 
@@ -184,76 +180,14 @@ class Gateway:
         changed = {CHANGED[k] for k in KINDS if old.digests.get(k, b"[]") != self.view.digests[k]}
         changed |= {CHANGED[k] for k in announced or ()}
         for method in sorted(changed):
-            msg = notification(method)
-            for s in list(self.sessions.values()):
-                s.post(msg)
-            for listener, kinds in list(self.listeners.values()):
-                if method in kinds:
-                    listener.post(msg)
+            self.on_list_changed(method)
 
-    # -- subscriptions held on a target's shared session (stdio; 2026 listeners) --
-    async def subscribe_shared(self, sid: str, uri: str) -> bool:
-        """Subscribe ``sid`` to a resource through its target's shared session."""
-        route = self.view.route_uri(uri)
-        target = self.targets.get(route.target) if route is not None else None
-        if route is None or target is None or target.session is None:
-            return False
-        if not (target.catalog.capabilities.get("resources") or {}).get("subscribe"):
-            return False
-        subs = target.subscribers.setdefault(route.original, set())
-        if target.session.modern:  # 2026: no resources/subscribe; follow it on listen
-            # Fix (era-subscriptions e2e): acknowledged before the target's listen stream
-            # asked for the URI (an update in between was lost), and even when the target
-            # did not honor it. Now: once the target acknowledged a stream naming it.
-            subs.add(sid)
-            relisten = getattr(target.session, "relisten", None)
-            honored = await relisten() if relisten is not None else frozenset()
-            if route.original in honored:
-                return True
-            subs.discard(sid)
-            if not subs:
-                target.subscribers.pop(route.original, None)
-            return False
-        if not subs:
-            try:
-                await target.session.request("resources/subscribe", {"uri": route.original},
-                                             timeout=target.config.timeout)
-            except UpstreamError:
-                target.subscribers.pop(route.original, None)
-                return False
-        subs.add(sid)
-        return True
+    def _uris_of(self, name: str) -> Callable[[], list[str]]:
+        return lambda: self.subscriptions.uris(name)
 
-    async def unsubscribe_shared(self, sid: str, uri: str) -> None:
-        route = self.view.route_uri(uri)
-        target = self.targets.get(route.target) if route is not None else None
-        if route is None or target is None:
-            return
-        subs = target.subscribers.get(route.original)
-        if subs is None:
-            return
-        subs.discard(sid)
-        if not subs:
-            del target.subscribers[route.original]
-            if target.session is not None and target.session.modern:
-                relisten = getattr(target.session, "relisten", None)
-                if relisten is not None:
-                    await relisten()
-            elif target.session is not None:
-                await target.session.request("resources/unsubscribe", {"uri": route.original},
-                                             timeout=target.config.timeout)
-
-    async def list_page(self, kind: Kind, cursor: Any, modern: bool = False) -> dict[str, Any]:
-        if cursor is not None and not isinstance(cursor, str):
-            raise RPCError(INVALID_PARAMS, "cursor must be a string")
-        await self.wait_ready()
-        items, next_cursor = self.view.page(kind, cursor, self.config.limits.page_size)
-        out: dict[str, Any] = {kind: items}
-        if next_cursor:
-            out["nextCursor"] = next_cursor
-        if modern:
-            out["ttlMs"], out["cacheScope"] = self.cache_hint(kind)
-        return out
+    async def _target_message(self, target: Target, msg: Message, upstream: UpstreamSession) -> None:
+        if self.on_target_message is not None:
+            await self.on_target_message(target, msg, upstream)
 
     def cache_hint(self, kind: Kind) -> tuple[int, str]:
         """2026 caching fields for a merged list: the most conservative of the targets'.
@@ -341,21 +275,8 @@ class Gateway:
                 caps.setdefault("experimental", {}).update(tc["experimental"])
         return caps
 
-    # -- client sessions -------------------------------------------------
-    async def initialize(self, msg: Message) -> tuple[ClientSession, Message]:
-        params = msg.get("params") or {}
-        if not isinstance(params, dict):
-            raise RPCError(INVALID_PARAMS, "initialize params must be an object")
-        requested = params.get("protocolVersion")
-        if not isinstance(requested, str):
-            raise RPCError(INVALID_PARAMS, "initialize needs params.protocolVersion (a string)")
-        version = requested if requested in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[0]
-        if len(self.sessions) >= self.config.limits.max_sessions:
-            raise RPCError(-32000, "too many sessions: the gateway is at its session limit")
-        await self.wait_ready()
-        sid = secrets.token_hex(16)
-        session = ClientSession(self, sid, version, params)
-        self.sessions[sid] = session
+    def initialize_result(self, version: str) -> dict[str, Any]:
+        """The gateway's answer to ``initialize`` (in bridge mode, the target's)."""
         res: dict[str, Any] = {
             "protocolVersion": version,
             "capabilities": self.capabilities(),
@@ -366,9 +287,7 @@ class Gateway:
             res["instructions"] = instructions
         if self.transparent:
             self._as_the_target(res)
-        log.info("session %s: opened by %s (%s)", sid[:8],
-                 session.client_info.get("name", "?"), version)
-        return session, {"jsonrpc": "2.0", "id": msg["id"], "result": res}
+        return res
 
     def _as_the_target(self, res: dict[str, Any]) -> None:
         """Bridge mode: the initialize result of the one target, as it was last seen
@@ -387,85 +306,17 @@ class Gateway:
         if isinstance(catalog.instructions, str) and catalog.instructions:
             res["instructions"] = catalog.instructions
 
-    async def close_session(self, sid: str) -> bool:
-        session = self.sessions.pop(sid, None)
-        if session is None:
-            return False
-        await session.aclose()
-        await self.shared_log_levels()
-        log.info("session %s: closed", sid[:8])
-        return True
-
-    async def _reap(self) -> None:
-        while True:
-            await asyncio.sleep(REAP_INTERVAL)
-            limit = self.config.limits.session_idle_timeout
-            now = time.monotonic()
-            for sid, s in list(self.sessions.items()):
-                if s.streams == 0 and now - s.last_active > limit:
-                    log.info("session %s: idle for %.0f s; closing", sid[:8], now - s.last_active)
-                    await self.close_session(sid)
-
-    # -- shared (stdio) targets: per-client state kept here --------------
-    async def shared_log_levels(self) -> None:
-        """A shared target logs at the most verbose level any client asked for."""
-        levels = [s.log_level for s in self.sessions.values() if s.log_level]
-        level = min(levels, key=LEVEL_RANK.__getitem__) if levels else None
-        for t in self.targets.values():
-            if not t.shared or t.session is None or level is None or level == t.upstream_log_level:
-                continue
-            if "logging" not in t.catalog.capabilities:
-                continue
-            try:
-                await t.session.request("logging/setLevel", {"level": level}, timeout=t.config.timeout)
-                t.upstream_log_level = level
-            except UpstreamError as exc:
-                log.info("target '%s': setLevel failed: %s", t.name, exc.reason)
-
-    async def _target_message(self, target: Target, msg: Message, upstream: UpstreamSession) -> None:
-        """An unsolicited message on a target's own session (shared, or the catalog session)."""
-        method = msg.get("method", "")
-        params = msg.get("params") or {}
-        if "id" in msg:
-            reply: Message
-            if method == "roots/list":
-                reply = {"jsonrpc": "2.0", "id": msg["id"], "result": {"roots": []}}
-            elif method == "ping":
-                reply = {"jsonrpc": "2.0", "id": msg["id"], "result": {}}
-            else:
-                reply = {
-                    "jsonrpc": "2.0",
-                    "id": msg["id"],
-                    "error": {"code": -32601, "message": f"{method} needs a call in flight to relay it"},
-                }
-            try:
-                await upstream.respond(reply)
-            except UpstreamError:
-                pass
-            return
-        if method == "notifications/resources/updated":
-            uri = params.get("uri")
-            if not isinstance(uri, str):
-                return  # malformed: nobody subscribed to a non-URI (and "+None" is no URI)
-            subs = target.subscribers.get(uri, ())
-            exposed = {**msg, "params": {**params, "uri": self.view.expose_uri(target.name, uri)}}
-            for sid in list(subs):
-                s = self.sessions.get(sid) or self.listeners.get(sid, (None,))[0]
-                if s is not None:
-                    s.post(exposed)
-        elif method == "notifications/message" and target.shared:
-            for s in list(self.sessions.values()):
-                if s.log_level is not None and s.admits(msg):
-                    s.post(msg)
-
     # -- admin -----------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return {
             "targets": [t.status() for t in self.targets.values()],
-            "sessions": len(self.sessions),
             "conflicts": self.view.conflicts,
         }
 
     def ready(self) -> bool:
         return all(t.first_attempt.is_set() for t in self.targets.values())
 
+
+
+def _ignore(_method: str) -> None:
+    pass

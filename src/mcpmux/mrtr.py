@@ -15,10 +15,20 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .jsonrpc import Message
+from .era import StateSealer
+from .jsonrpc import (
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    TARGET_UNAVAILABLE,
+    Message,
+    RPCError,
+    error,
+    result,
+)
+from .protocol import MISSING_CAPABILITY, log_admits, missing_capability
+from .session import Call, ClientSession, Emit
 from .tasks import TaskOwner
 from .upstream.base import UpstreamError, UpstreamSession
 
@@ -26,7 +36,8 @@ log = logging.getLogger("mcpmux.mrtr")
 
 #: How long an unanswered continuation keeps its upstream call waiting.
 CONTINUATION_TTL = 600.0
-Emit = Callable[[Message], Awaitable[None]]
+#: Rounds of input a modern target may ask for one handshake client's call.
+MAX_INPUT_ROUNDS = 8
 
 
 class Continuation:
@@ -56,18 +67,13 @@ class Continuation:
         self._turn = asyncio.Event()
 
     async def notify(self, msg: Message) -> None:
-        from .session import LEVEL_RANK
-
         method = msg.get("method")
         if method == "notifications/progress":
             if self.token is None:
                 return
             msg = {**msg, "params": {**msg.get("params", {}), "progressToken": self.token}}
-        elif method == "notifications/message":
-            level = (msg.get("params") or {}).get("level")
-            rank = LEVEL_RANK.get(level, 99) if isinstance(level, str) else 99
-            if self.log_level is None or rank < LEVEL_RANK[self.log_level]:
-                return
+        elif method == "notifications/message" and not log_admits(self.log_level, msg):
+            return
         if self.emit is not None:
             await self.emit(msg)
 
@@ -83,10 +89,8 @@ class Continuation:
 
     async def next_event(self) -> tuple[str, Any, UpstreamSession | None] | None:
         """The call's next event, for the newest client request waiting on it; an older
-        waiter (a retry its client gave up on) gets None instead of taking the event.
-
-        Fix (eras e2e): two waiters shared the queue, so the one whose client had gone
-        took the answer and the live retry hung."""
+        waiter (a retry its client gave up on) gets None instead of taking the event,
+        so a live retry never waits behind a request whose client has gone."""
         self._turn.set()
         turn = self._turn = asyncio.Event()
         get = asyncio.ensure_future(self.events.get())
@@ -178,3 +182,139 @@ class Continuations:
     async def aclose(self) -> None:
         self._items.clear()
         await self._tasks.aclose()
+
+
+def origin_of(method: str, original: str) -> str:
+    """What a requestState is bound to: the request that got it (method and upstream name)."""
+    return f"{method} {original}"
+
+
+class Bridge:
+    """MRTR across eras, both ways: held calls for modern clients of handshake targets,
+    real requests for handshake clients of modern targets, and the sealed state."""
+
+    def __init__(self) -> None:
+        self.continuations = Continuations()
+        self.sealer = StateSealer()
+
+    async def aclose(self) -> None:
+        await self.continuations.aclose()
+
+    def hold(self, target: str, upstream: UpstreamSession, method: str, params: Any, origin: str) -> Continuation:
+        held = self.continuations.start(target, upstream, method, params)
+        held.origin = origin
+        return held
+
+    async def resume(
+        self, target: str, origin: str, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], Continuation | None]:
+        """A modern client's retry: unwrap our requestState, deliver its inputResponses."""
+        params = dict(params)
+        state = self.sealer.open(params.pop("requestState", None))
+        responses = params.pop("inputResponses", None) or {}
+        if not isinstance(responses, dict):
+            raise RPCError(INVALID_PARAMS, "inputResponses must be an object")
+        # Bound to the request that got it: a held call's state presented on another
+        # tool of the same target must not resume that call.
+        if state.get("t") != target or state.get("o") != origin:
+            raise RPCError(INVALID_PARAMS, "requestState belongs to another tool, prompt or resource")
+        if "c" not in state:  # a modern target's own state: give it back, untouched
+            if state.get("s") is not None:
+                params["requestState"] = state["s"]
+            if responses:
+                params["inputResponses"] = responses
+            return params, None
+        held = self.continuations.get(state["c"])
+        if held is None:
+            raise RPCError(INVALID_PARAMS, "requestState expired: send the request again without it")
+        for key, value in responses.items():
+            # Keys we did not ask (or already had answered) are ignored: a server SHOULD
+            # ignore what it does not recognize (MRTR).
+            await held.answer(key, value)
+        return params, held
+
+    async def await_held(
+        self, session: ClientSession, held: Continuation, rid: Any, emit: Emit | None, token: Any
+    ) -> Message:
+        """Wait on a held call for the client's request ``rid``: its answer, or the next
+        thing the target asks, as an InputRequiredResult."""
+        held.emit, held.token, held.log_level = emit, token, session.log_level
+        if held.pending:
+            # A retry that left a question unanswered: the target still waits for that
+            # answer, so ask for the missing information again.
+            return self.ask_input(held, rid)
+        try:
+            event = await held.next_event()
+        except asyncio.CancelledError:
+            # The client closed the stream of the request waiting on the call: in 2026 that
+            # cancels it, so the target stops working on it too.
+            await asyncio.shield(self.continuations.drop(held, "cancelled by the client"))
+            raise
+        if event is None:
+            return error(rid, INVALID_PARAMS, "a newer request with this requestState took over the call")
+        kind, value, upstream = event
+        if kind != "request":
+            await self.continuations.drop(held, "done")
+            if kind == "error":
+                return error(rid, TARGET_UNAVAILABLE, str(value), {"target": held.target})
+            return {**value, "id": rid}
+        assert upstream is not None
+        needed = missing_capability(session.capabilities, value.get("method", ""))
+        if needed is not None:
+            await upstream.respond(
+                error(value["id"], METHOD_NOT_FOUND, f"the client did not declare the '{needed}' capability")
+            )
+            await self.continuations.drop(held, f"client lacks {needed}")
+            return error(
+                rid,
+                MISSING_CAPABILITY,
+                f"this request needs the client capability '{needed}'",
+                # A ClientCapabilities object (schema: MissingRequiredClientCapabilityError).
+                {"requiredCapabilities": {needed: {}}},
+            )
+        key = f"r{next(held.keys)}"
+        held.pending[key] = (upstream, value["id"])
+        held.asked[key] = {"method": value["method"], "params": value.get("params") or {}}
+        return self.ask_input(held, rid)
+
+    def ask_input(self, held: Continuation, rid: Any) -> Message:
+        """The InputRequiredResult for what the held call still waits for."""
+        state = self.sealer.seal({"t": held.target, "o": held.origin, "c": held.id})
+        return result(
+            rid, {"resultType": "input_required", "inputRequests": dict(held.asked), "requestState": state}
+        )
+
+    async def input_required(
+        self,
+        session: ClientSession,
+        target: str,
+        origin: str,
+        upstream: UpstreamSession,
+        method: str,
+        params: dict[str, Any],
+        resp: Message,
+        call: Call,
+    ) -> Message:
+        """A modern target wants input. A modern client gets it with the target's state
+        sealed; a handshake client is asked with real requests and the call retried."""
+        res = resp["result"]
+        if session.stateless:
+            sealed = self.sealer.seal({"t": target, "o": origin, "s": res.get("requestState")})
+            return {**resp, "result": {**res, "requestState": sealed}}
+        for _ in range(MAX_INPUT_ROUNDS):
+            answers: dict[str, Any] = {}
+            for key, request in (res.get("inputRequests") or {}).items():
+                answer = await session.ask(request, call.emit)
+                if "error" in answer:
+                    return {"jsonrpc": "2.0", "id": resp.get("id"), "error": answer["error"]}
+                answers[key] = answer.get("result")
+            retry = {k: v for k, v in params.items() if k not in ("inputResponses", "requestState")}
+            retry["inputResponses"] = answers
+            if "requestState" in res:
+                retry["requestState"] = res["requestState"]
+            resp = await upstream.request(method, retry, call)
+            res = resp.get("result")
+            if not (isinstance(res, dict) and res.get("resultType") == "input_required"):
+                return resp
+        return error(resp.get("id"), TARGET_UNAVAILABLE, f"target '{target}' kept asking for input",
+                     {"target": target})

@@ -17,14 +17,15 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 import aiohttp
 
 from .config import HttpSpec, SseSpec, StdioSpec, TargetConfig, UrlSpec
 from .jsonrpc import Message, obj
-from .multiplexer.catalog import CAPABILITY, CHANGED, KINDS, Kind, TargetCatalog
+from .multiplexer.catalog import TargetCatalog
+from .protocol import CAPABILITY, KINDS, LIST_CHANGED, Kind
 from .tasks import TaskOwner
 from .upstream.base import UpstreamError, UpstreamSession
 from .upstream.http import HttpSession
@@ -34,6 +35,8 @@ from .upstream.stdio import StdioSession
 log = logging.getLogger("mcpmux.target")
 
 State = Literal["connecting", "ready", "failed", "stopped"]
+#: Builds a target's upstream sessions in place of the real transports (in-process tests).
+SessionFactory = Callable[["Target", bool, "str | None"], UpstreamSession]
 
 #: Client capabilities a shared session declares: everything the gateway can relay.
 SHARED_CAPABILITIES = {
@@ -64,6 +67,8 @@ class Target:
         on_message: Callable[[Target, Message, UpstreamSession], Awaitable[None]],
         source: str = "config",
         connect_slots: asyncio.Semaphore | None = None,
+        resource_uris: Callable[[], Iterable[str]] | None = None,
+        session_factory: SessionFactory | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -91,8 +96,11 @@ class Target:
         self._refreshing: set[Kind] = set()
         self._http: aiohttp.ClientSession | None = None
         self._streams: aiohttp.ClientSession | None = None
-        #: Gateway-side state for shared sessions: uri -> subscribed client session ids.
-        self.subscribers: dict[str, set[str]] = {}
+        #: The resource URIs clients follow through this target's own session (the
+        #: gateway's subscription registry answers; a modern target's listen stream asks).
+        self._resource_uris = resource_uris or tuple
+        self._session_factory = session_factory
+        #: The level the shared session logs at (the most verbose any client asked for).
         self.upstream_log_level: str | None = None
 
     @property
@@ -124,6 +132,8 @@ class Target:
         return self._streams
 
     def new_session(self, listen: bool = True, era: str | None = None) -> UpstreamSession:
+        if self._session_factory is not None:
+            return self._session_factory(self, listen, era)
         spec = self.config.spec
         if isinstance(spec, StdioSpec):
             return StdioSession(self.name, spec, self.config.timeout)
@@ -189,15 +199,12 @@ class Target:
             session.on_unsolicited = self._unsolicited
             session.on_reopened = self._reopened
             if isinstance(session, HttpSession):
-                session.resource_uris = self.subscribers.keys
+                session.resource_uris = self._resource_uris
             self.state = "connecting"
             try:
-                # Fix (real-peers e2e): the catalog session of http/sse targets declared no
-                # capabilities, so servers that register tools only for clients able to
-                # relay (server-everything's trigger-sampling/elicitation-request,
-                # get-roots-list) hid them from the merged list, and clients that do declare
-                # sampling could not call them ("unknown tool"). The gateway can relay all
-                # three for any client that declares them, so every catalog session says so.
+                # The catalog session declares every client capability the gateway can
+                # relay: servers register some tools only for clients able to answer
+                # sampling, elicitation or roots, and clients that can must find them.
                 # Bounded start-up: dozens of children spawned at once mostly time out.
                 async with self._slots:
                     session = await self._open(session)
@@ -413,10 +420,3 @@ def _one_line(text: str, limit: int = 300) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
-
-LIST_CHANGED: dict[str, Kind] = {
-    "notifications/tools/list_changed": "tools",
-    "notifications/prompts/list_changed": "prompts",
-    "notifications/resources/list_changed": "resources",
-}
-assert set(LIST_CHANGED) <= set(CHANGED.values())

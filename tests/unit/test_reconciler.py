@@ -7,6 +7,7 @@ import os
 import sys
 
 from mcpmux.config import GatewayConfig, TargetConfig
+from mcpmux.dispatch import Dispatcher
 from mcpmux.gateway import Gateway
 
 
@@ -45,7 +46,8 @@ async def test_closing_the_gateway_leaves_no_task_and_no_process() -> None:
     before = {t for t in asyncio.all_tasks()}
     others = set(children_of(os.getpid()))  # peers other suites started in this process
     gw = Gateway(GatewayConfig())
-    await gw.start()
+    dispatcher = Dispatcher(gw)  # the session reaper and the MRTR bridge are tasks too
+    await dispatcher.start()
     await gw.apply([demo("a", "clock"), demo("b", "notes")], source="config")
     await asyncio.wait_for(gw.wait_ready(), 15)
     assert all(t.ready for t in gw.targets.values())
@@ -53,7 +55,7 @@ async def test_closing_the_gateway_leaves_no_task_and_no_process() -> None:
     assert len(pids) >= 2
     owned = {t for t in asyncio.all_tasks()} - before
     assert owned, "the gateway should be running tasks (supervisors, readers)"
-    await gw.aclose()
+    await dispatcher.aclose()
     await asyncio.sleep(0)
     left = [t for t in owned if not t.done()]
     assert not left, [t.get_name() for t in left]

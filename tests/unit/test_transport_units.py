@@ -11,6 +11,7 @@ import pytest
 
 from mcpmux.cli import _target_name, bridge_config
 from mcpmux.config import ConfigError, GatewayConfig, UrlSpec, parse_config
+from mcpmux.dispatch import Dispatcher
 from mcpmux.gateway import Gateway
 from mcpmux.listener.stdio import StdioFront, _lines
 
@@ -108,7 +109,8 @@ class Front:
         self.gateway = Gateway(GatewayConfig())
         self.reader = asyncio.StreamReader()
         self.out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.front = StdioFront(self.gateway, self.reader, self._write)
+        self.dispatcher = Dispatcher(self.gateway)
+        self.front = StdioFront(self.dispatcher, self.reader, self._write)
 
     async def _write(self, data: bytes) -> None:
         assert data.endswith(b"\n") and data.count(b"\n") == 1
@@ -135,7 +137,7 @@ async def test_stdio_front_answers_and_closes_its_session_on_eof() -> None:
     }
     f.send({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": init})
     assert (await f.next())["result"]["protocolVersion"] == "2025-06-18"
-    assert len(f.gateway.sessions) == 1
+    assert len(f.dispatcher.sessions) == 1
     f.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
     f.send({"jsonrpc": "2.0", "id": 3, "method": "tools/list"})
     assert await f.next() == {"jsonrpc": "2.0", "id": 3, "result": {"tools": []}}
@@ -147,4 +149,4 @@ async def test_stdio_front_answers_and_closes_its_session_on_eof() -> None:
     assert "already initialized" in (await f.next())["error"]["message"]
     f.reader.feed_eof()
     await asyncio.wait_for(runner, 5)
-    assert f.gateway.sessions == {}
+    assert f.dispatcher.sessions.live == {}

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from .. import era
-from ..gateway import Gateway
+from ..context import RequestContext
+from ..dispatch import Dispatcher
 from ..jsonrpc import (
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -29,11 +30,12 @@ from ..jsonrpc import (
     is_request,
     validate,
 )
+from ..protocol import HANDSHAKE_VERSIONS as SUPPORTED_VERSIONS
+from ..protocol import MODERN_VERSIONS, RESUMABLE_FROM
 from ..session import ClientSession
 from ..sse import encode
-from ..upstream.base import SUPPORTED_VERSIONS
 from .modern import serve_modern
-from .streams import RESUMABLE_FROM, SSE_HEADERS, send_json
+from .streams import SSE_HEADERS, ResponseStream, send_json
 
 log = logging.getLogger("mcpmux.listener")
 
@@ -61,8 +63,9 @@ async def send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]]
 class StreamableHTTP:
     """ASGI app: ``/mcp`` (and ``/mcp/``); everything else is 404."""
 
-    def __init__(self, gateway: Gateway, path: str = "/mcp") -> None:
-        self.gateway = gateway
+    def __init__(self, dispatcher: Dispatcher, path: str = "/mcp") -> None:
+        self.dispatcher = dispatcher
+        self.gateway = dispatcher.gateway
         self.path = path
         self.extra: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
 
@@ -77,7 +80,7 @@ class StreamableHTTP:
         if path != self.path and handler is None:
             await send_json(send, 404, {"error": f"not found: the MCP endpoint is {self.path}"})
             return
-        headers = _headers(scope)
+        headers = headers_of(scope)
         if not self._origin_ok(headers.get("origin")):
             await send_json(send, 403, error(None, INVALID_REQUEST, f"forbidden: Origin {headers['origin']} is not allowed (see allowed_origins)"))
             return
@@ -114,7 +117,7 @@ class StreamableHTTP:
         sid = headers.get("mcp-session-id")
         if not sid:
             raise HttpError(400, "missing Mcp-Session-Id header: initialize first and send the id it returned")
-        session = self.gateway.sessions.get(sid)
+        session = self.dispatcher.sessions.get(sid)
         if session is None:
             raise HttpError(404, "unknown or expired session: initialize a new one", -32001)
         version = headers.get("mcp-protocol-version")
@@ -128,10 +131,10 @@ class StreamableHTTP:
             raise HttpError(406, "not acceptable: Accept must list application/json and text/event-stream")
         msg = await read_message(receive, headers, self.gateway.config.limits.max_body_bytes)
         if "mcp-session-id" not in headers and (
-            era.is_modern(msg) or headers.get("mcp-protocol-version") in era.MODERN_VERSIONS
+            era.is_modern(msg) or headers.get("mcp-protocol-version") in MODERN_VERSIONS
         ):
             if is_request(msg):
-                await serve_modern(self.gateway, msg, headers, receive, send)
+                await serve_modern(self.dispatcher, msg, headers, receive, send)
             else:  # 2026 HTTP defines no client notifications; accepted and ignored
                 await send_empty(send, 202)
             return
@@ -141,25 +144,25 @@ class StreamableHTTP:
         session = self._session(headers)
         session_hdr = [(b"mcp-session-id", session.id.encode())]
         if is_request(msg):
-            stream = session.new_stream(send, session_hdr, session.protocol_version >= RESUMABLE_FROM)
+            stream = new_stream(session, send, session_hdr, session.protocol_version >= RESUMABLE_FROM)
             await stream.open()
             try:
-                resp = await session.handle(msg, stream)
+                resp = await self.dispatcher.handle(RequestContext(session, "http", headers, stream), msg)
             except Exception:
                 log.exception("session %s: request %s failed", session.id[:8], msg.get("method"))
                 resp = error(msg["id"], -32603, "internal gateway error (see the gateway log)")
             await stream.finish(resp)
-            session.stream_done(stream)
+            stream_done(session, stream)
         elif is_notification(msg):
-            await session.on_notification(msg)
+            await self.dispatcher.notification(RequestContext(session, "http", headers), msg)
             await send_empty(send, 202)
         else:
-            await session.on_response(msg)
+            await self.dispatcher.response(RequestContext(session, "http", headers), msg)
             await send_empty(send, 202)
 
     async def _initialize(self, msg: Message, send: Send) -> None:
         try:
-            session, resp = await self.gateway.initialize(msg)
+            session, resp = await self.dispatcher.initialize(msg)
         except RPCError as exc:
             await send_json(send, 400, exc.to_message(msg["id"]))
             return
@@ -175,7 +178,7 @@ class StreamableHTTP:
             stream = session.response_streams.get(key)
             if stream is not None and seq.isdigit():
                 await stream.resume(send, int(seq))
-                session.stream_done(stream)
+                stream_done(session, stream)
                 return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*SSE_HEADERS, (b"mcp-session-id", session.id.encode())]})
@@ -205,8 +208,30 @@ class StreamableHTTP:
 
     async def _delete(self, headers: dict[str, str], send: Send) -> None:
         session = self._session(headers)
-        await self.gateway.close_session(session.id)
+        await self.dispatcher.close_session(session.id)
         await send_empty(send, 200)
+
+
+def new_stream(
+    session: ClientSession, send: Send, headers: list[tuple[bytes, bytes]], resumable: bool
+) -> ResponseStream:
+    """A POST's answer stream; a resumable one is kept until it has been delivered."""
+    key = f"s{next(session.stream_ids)}"
+    stream = ResponseStream(key, send, headers, resumable)
+    if resumable:
+        streams = session.response_streams
+        if len(streams) >= 64:  # only undelivered answers linger: rare
+            now = time.monotonic()
+            for k in [k for k, s in streams.items() if s.expired(now)]:
+                del streams[k]
+        streams[key] = stream
+    return stream
+
+
+def stream_done(session: ClientSession, stream: ResponseStream) -> None:
+    """Forget a stream whose answer reached a live connection (the usual case)."""
+    if stream.delivered:
+        session.response_streams.pop(stream.key, None)
 
 
 def _request_id_problem(msg: Message) -> str | None:
@@ -216,7 +241,7 @@ def _request_id_problem(msg: Message) -> str | None:
     return None
 
 
-def _echo_id(msg: Any) -> Any:
+def echo_id(msg: Any) -> Any:
     """The id to put on an Invalid Request error: the sender's only if it is a valid one
     (JSON-RPC: if the id cannot be determined, it is null)."""
     rid = msg.get("id") if isinstance(msg, dict) else None
@@ -239,11 +264,11 @@ async def read_message(receive: Receive, headers: dict[str, str], limit: int) ->
         )
     problem = validate(msg) or _request_id_problem(msg)
     if problem:
-        raise HttpError(400, f"invalid request: {problem}", INVALID_REQUEST, _echo_id(msg))
+        raise HttpError(400, f"invalid request: {problem}", INVALID_REQUEST, echo_id(msg))
     return msg
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def headers_of(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1").strip() for k, v in scope["headers"]}
 
 

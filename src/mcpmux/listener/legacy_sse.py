@@ -11,7 +11,7 @@ list_changed, sampling/elicitation/roots requests), go out on the stream as
 The stream is the connection: the client session starts with the ``initialize``
 POSTed for it and ends when the stream closes. Requests are answered
 concurrently, each in a task owned by the connection (cancelled when it closes),
-through the same ``ClientSession`` as ``/mcp``, so everything multiplexes the same.
+through the same dispatcher as ``/mcp``, so everything multiplexes the same.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from ..gateway import Gateway
+from ..context import RequestContext
+from ..dispatch import Dispatcher
 from ..jsonrpc import (
     INVALID_REQUEST,
     Message,
@@ -43,8 +44,8 @@ from .http import (
     Scope,
     Send,
     StreamableHTTP,
-    _echo_id,
-    _headers,
+    echo_id,
+    headers_of,
     read_message,
     send_empty,
 )
@@ -88,9 +89,10 @@ class LegacySSE:
     """ASGI handlers for ``/sse`` and ``/messages``; see :meth:`mount`."""
 
     def __init__(
-        self, gateway: Gateway, sse_path: str = "/sse", messages_path: str = "/messages"
+        self, dispatcher: Dispatcher, sse_path: str = "/sse", messages_path: str = "/messages"
     ) -> None:
-        self.gateway = gateway
+        self.dispatcher = dispatcher
+        self.gateway = dispatcher.gateway
         self.sse_path = sse_path
         self.messages_path = messages_path
         self.connections: dict[str, Connection] = {}
@@ -120,7 +122,7 @@ class LegacySSE:
                 [(b"allow", b"GET")],
             )
             return
-        accept = _headers(scope).get("accept")
+        accept = headers_of(scope).get("accept")
         if accept is not None and not _accepts_sse(accept):
             await send_json(
                 send,
@@ -163,7 +165,7 @@ class LegacySSE:
             session, conn.session = conn.session, None
         if session is not None:
             session.streams -= 1
-            await self.gateway.close_session(session.id)
+            await self.dispatcher.close_session(session.id)
         await conn.tasks.aclose()
         log.debug("sse %s: stream closed", conn.id[:8])
 
@@ -202,17 +204,18 @@ class LegacySSE:
                 f"unknown or closed session {cid[:64]!r}: open a new stream with GET {self.sse_path}",
                 -32001,
             )
-        headers = _headers(scope)
+        headers = headers_of(scope)
         msg = await read_message(receive, headers, self.gateway.config.limits.max_body_bytes)
         session = conn.session
         if session is None:
             await self._before_initialize(conn, msg)
         elif is_request(msg):
-            conn.tasks.spawn(self._answer(conn, session, msg), f"request-{msg['method']}")
+            ctx = RequestContext(session, "sse", headers, conn.emit)
+            conn.tasks.spawn(self._answer(conn, ctx, msg), f"request-{msg['method']}")
         elif is_notification(msg):
-            await session.on_notification(msg)
+            await self.dispatcher.notification(RequestContext(session, "sse", headers), msg)
         else:
-            await session.on_response(msg)
+            await self.dispatcher.response(RequestContext(session, "sse", headers), msg)
         await send_empty(send, 202)
 
     async def _before_initialize(self, conn: Connection, msg: Message) -> None:
@@ -226,7 +229,7 @@ class LegacySSE:
                 400,
                 "this session is not initialized: POST initialize first",
                 INVALID_REQUEST,
-                _echo_id(msg),
+                echo_id(msg),
             )
         # A notification before initialize has nothing to act on: accepted, dropped.
 
@@ -239,7 +242,7 @@ class LegacySSE:
                 )
                 return
             try:
-                session, resp = await self.gateway.initialize(msg)
+                session, resp = await self.dispatcher.initialize(msg)
             except RPCError as exc:
                 await conn.emit(exc.to_message(msg["id"]))
                 return
@@ -250,7 +253,7 @@ class LegacySSE:
                 )
                 return
             if conn.closed.is_set():  # the client left while we waited for targets
-                await self.gateway.close_session(session.id)
+                await self.dispatcher.close_session(session.id)
                 return
             session.streams += 1
             conn.session = session
@@ -258,9 +261,9 @@ class LegacySSE:
         await conn.emit(resp)
         conn.initialized.set()
 
-    async def _answer(self, conn: Connection, session: ClientSession, msg: Message) -> None:
+    async def _answer(self, conn: Connection, ctx: RequestContext, msg: Message) -> None:
         try:
-            resp = await session.handle(msg, conn.emit)
+            resp = await self.dispatcher.handle(ctx, msg)
         except Exception:
             log.exception("sse %s: request %s failed", conn.id[:8], msg.get("method"))
             resp = error(msg["id"], -32603, "internal gateway error (see the gateway log)")

@@ -2,7 +2,7 @@
 
 The era is decided per message: a request with no ``Mcp-Session-Id`` whose
 ``_meta`` names a protocol version is modern. It is validated (envelope and
-mirrored headers), answered through a stateless ``ClientSession`` and decorated
+mirrored headers), answered by the dispatcher with a stateless session and decorated
 with ``resultType`` and ``serverInfo``. ``subscriptions/listen`` holds its
 response stream open for change notifications.
 """
@@ -19,12 +19,13 @@ from typing import Any
 import orjson
 
 from .. import era
+from ..context import RequestContext
+from ..dispatch import Dispatcher
 from ..gateway import Gateway
 from ..jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, Message, RPCError, error
-from ..multiplexer.catalog import CHANGED
+from ..protocol import CHANGED
 from ..session import ClientSession
 from ..sse import encode
-from ..upstream.base import UpstreamError
 from .streams import SSE_HEADERS, ResponseStream, send_json
 
 log = logging.getLogger("mcpmux.listener.modern")
@@ -58,8 +59,9 @@ def decorate(gateway: Gateway, resp: Message) -> Message:
 
 
 async def serve_modern(
-    gateway: Gateway, msg: Message, headers: dict[str, str], receive: Receive, send: Send
+    dispatcher: Dispatcher, msg: Message, headers: dict[str, str], receive: Receive, send: Send
 ) -> None:
+    gateway = dispatcher.gateway
     rid = msg["id"]
     if msg["method"] in ("initialize", "ping"):
         note = f"{msg['method']} does not exist in protocol 2026-07-28 (stateless: no handshake)"
@@ -76,22 +78,15 @@ async def serve_modern(
     except RPCError as exc:
         await send_json(send, 400, exc.to_message(rid))
         return
-    session = ClientSession(
-        gateway,
-        "",
-        env.version,
-        {"capabilities": env.capabilities, "clientInfo": env.client_info},
-        stateless=True,
-        log_level=env.log_level,
-    )
+    session = dispatcher.stateless(env)
     if msg["method"] == "subscriptions/listen":
-        await _listen(gateway, session, msg, receive, send)
+        await _listen(dispatcher, session, msg, receive, send)
         return
     stream = ResponseStream("", send, [], resumable=False)
-    # Fix (eras e2e): a client that closed its stream left its call running upstream.
-    # 2026: closing the response stream is the cancellation (streamable-http.mdx,
-    # MUST); a held handshake call is then cancelled on its target too.
-    work = asyncio.ensure_future(session.handle(msg, stream))
+    # 2026: closing the response stream is the cancellation (a MUST of the transport);
+    # a held handshake call is then cancelled on its target too.
+    ctx = RequestContext(session, "http", headers, stream, envelope=env)
+    work = asyncio.ensure_future(dispatcher.handle(ctx, msg))
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
@@ -119,7 +114,7 @@ async def _disconnected(receive: Receive) -> None:
 
 
 async def _listen(
-    gateway: Gateway, session: ClientSession, msg: Message, receive: Receive, send: Send
+    dispatcher: Dispatcher, session: ClientSession, msg: Message, receive: Receive, send: Send
 ) -> None:
     """``subscriptions/listen``: acknowledge, then relay what the client opted in to."""
     rid = msg["id"]
@@ -136,11 +131,10 @@ async def _listen(
     kinds = {LISTEN_FLAGS[k] for k in accepted}
     # Registered before subscribing: an update that arrives before our acknowledgement
     # waits in the queue and is sent right after it, never lost.
-    gateway.listeners[session.id] = (session, kinds)
+    dispatcher.sessions.listeners[session.id] = (session, kinds)
     tag = {era.K_SUBSCRIPTION: rid}
-    subscribed: list[str] = []
     try:
-        subscribed = [u for u in uris if await gateway.subscribe_shared(session.id, u)]
+        subscribed = [u for u in uris if await dispatcher.follow(session, u)]
         if subscribed:
             accepted["resourceSubscriptions"] = subscribed
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
@@ -172,9 +166,7 @@ async def _listen(
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        gateway.listeners.pop(session.id, None)
-        for uri in subscribed:
-            with contextlib.suppress(UpstreamError):
-                await gateway.unsubscribe_shared(session.id, uri)
+        dispatcher.sessions.listeners.pop(session.id, None)
+        await dispatcher.unfollow_all(session)
     with contextlib.suppress(Exception):
         await send({"type": "http.response.body", "body": b""})

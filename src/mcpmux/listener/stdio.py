@@ -21,7 +21,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ..gateway import Gateway
+from ..context import RequestContext
+from ..dispatch import Dispatcher
 from ..jsonrpc import (
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -43,8 +44,9 @@ READ_CHUNK = 1 << 16
 
 
 class StdioFront:
-    def __init__(self, gateway: Gateway, reader: asyncio.StreamReader, write: Write) -> None:
-        self.gateway = gateway
+    def __init__(self, dispatcher: Dispatcher, reader: asyncio.StreamReader, write: Write) -> None:
+        self.dispatcher = dispatcher
+        self.gateway = dispatcher.gateway
         self.reader = reader
         self._write = write
         self._lock = asyncio.Lock()
@@ -86,7 +88,7 @@ class StdioFront:
     async def aclose(self) -> None:
         session, self.session = self.session, None
         if session is not None:
-            await self.gateway.close_session(session.id)
+            await self.dispatcher.close_session(session.id)
         await self._tasks.aclose()
 
     async def _receive(self, line: bytes) -> None:
@@ -123,11 +125,12 @@ class StdioFront:
         if session is None:
             await self._before_initialize(msg)
         elif is_request(msg):
-            self._tasks.spawn(self._answer(session, msg), f"request-{msg['method']}")
+            self._tasks.spawn(self._answer(RequestContext(session, "stdio", emit=self.send), msg),
+                              f"request-{msg['method']}")
         elif is_notification(msg):
-            await session.on_notification(msg)
+            await self.dispatcher.notification(RequestContext(session, "stdio"), msg)
         else:
-            await session.on_response(msg)
+            await self.dispatcher.response(RequestContext(session, "stdio"), msg)
 
     async def _before_initialize(self, msg: Message) -> None:
         if not is_request(msg):
@@ -140,7 +143,7 @@ class StdioFront:
             )
         else:
             try:
-                session, resp = await self.gateway.initialize(msg)
+                session, resp = await self.dispatcher.initialize(msg)
             except RPCError as exc:
                 await self.send(exc.to_message(msg["id"]))
                 return
@@ -149,9 +152,9 @@ class StdioFront:
             self._tasks.spawn(self._pump(session), "outbox")
             await self.send(resp)
 
-    async def _answer(self, session: ClientSession, msg: Message) -> None:
+    async def _answer(self, ctx: RequestContext, msg: Message) -> None:
         try:
-            resp = await session.handle(msg, self.send)
+            resp = await self.dispatcher.handle(ctx, msg)
         except Exception:
             log.exception("request %s failed", msg.get("method"))
             resp = error(msg["id"], -32603, "internal gateway error (see the gateway log)")

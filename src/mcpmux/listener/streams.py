@@ -38,7 +38,6 @@ REPLAY_LIMIT = 256
 KEEP_FINISHED = 60.0
 #: Client reconnection delay we suggest, in milliseconds.
 RETRY_MS = 1000
-RESUMABLE_FROM = "2025-11-25"
 #: Seconds an intermediate write may wait on a client that is not reading.
 SLOW_CLIENT = 2.0
 

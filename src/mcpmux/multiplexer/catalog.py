@@ -13,38 +13,15 @@ import binascii
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from ..jsonrpc import INVALID_PARAMS, RPCError
+from ..protocol import KINDS, Kind
 from .naming import prefixed_name, prefixed_uri, split_uri, template_regex
 
 log = logging.getLogger("mcpmux.catalog")
-
-Kind = Literal["tools", "prompts", "resources", "resourceTemplates"]
-KINDS: tuple[Kind, ...] = ("tools", "prompts", "resources", "resourceTemplates")
-LIST_METHODS: dict[str, Kind] = {
-    "tools/list": "tools",
-    "prompts/list": "prompts",
-    "resources/list": "resources",
-    "resources/templates/list": "resourceTemplates",
-}
-#: The notification that tells clients a kind changed.
-CHANGED: dict[Kind, str] = {
-    "tools": "notifications/tools/list_changed",
-    "prompts": "notifications/prompts/list_changed",
-    "resources": "notifications/resources/list_changed",
-    "resourceTemplates": "notifications/resources/list_changed",
-}
-#: Which server capability must be present for a kind to be listed.
-CAPABILITY: dict[Kind, str] = {
-    "tools": "tools",
-    "prompts": "prompts",
-    "resources": "resources",
-    "resourceTemplates": "resources",
-}
-
 
 @dataclass
 class TargetCatalog:
@@ -116,9 +93,27 @@ class View:
         return prefixed_uri(target, uri) if self.prefixed else uri
 
     # -- pagination ------------------------------------------------------
-    def page(self, kind: Kind, cursor: str | None, page_size: int) -> tuple[list[Any], str | None]:
-        """One page of the merged list; the cursor remembers each target's position."""
-        groups = self.lists[kind]
+    def route_item(self, kind: Kind, item: dict[str, Any]) -> Route | None:
+        """Where an item of the merged list goes (its target, and its name there)."""
+        if kind == "tools":
+            return self.tools.get(item.get("name"))  # type: ignore[arg-type]
+        if kind == "prompts":
+            return self.prompts.get(item.get("name"))  # type: ignore[arg-type]
+        if kind == "resources":
+            return self.resources.get(item.get("uri"))  # type: ignore[arg-type]
+        return self.template_uris.get(item.get("uriTemplate"))  # type: ignore[arg-type]
+
+    def page(
+        self,
+        kind: Kind,
+        cursor: str | None,
+        page_size: int,
+        groups: list[tuple[str, list[dict[str, Any]]]] | None = None,
+    ) -> tuple[list[Any], str | None]:
+        """One page of the merged list (or of ``groups``, the list as one caller may see
+        it); the cursor remembers each target's position in it."""
+        if groups is None:
+            groups = self.lists[kind]
         pending: list[list[Any]]
         if cursor is None:
             pending = [[t, 0] for t, _ in groups]

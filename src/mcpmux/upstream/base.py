@@ -10,12 +10,13 @@ from typing import Any, Protocol
 
 from .. import __version__
 from ..jsonrpc import Message, is_notification, is_request, is_response
+from ..protocol import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE
 from ..tasks import TaskOwner
 
 log = logging.getLogger("mcpmux.upstream")
 
-SUPPORTED_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
-LATEST_VERSION = SUPPORTED_VERSIONS[0]
+SUPPORTED_VERSIONS = HANDSHAKE_VERSIONS
+LATEST_VERSION = LATEST_HANDSHAKE
 
 
 class UpstreamError(Exception):

@@ -1,0 +1,34 @@
+"""What a request carries past its listener: who is calling, how, and in which session."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .era import Envelope
+from .session import ClientSession, Emit
+
+Transport = Literal["http", "sse", "stdio"]
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Built by every listener for every message and handed to the dispatcher.
+
+    ``principal`` is the authenticated caller (None while authentication is off);
+    ``envelope`` the validated 2026 ``_meta`` of a stateless request; ``emit``
+    where what the target sends during the request goes (its SSE stream, the
+    legacy stream, stdout), None for the session's GET stream."""
+
+    session: ClientSession
+    transport: Transport
+    headers: Mapping[str, str] = field(default_factory=dict)
+    emit: Emit | None = None
+    principal: Any = None
+    envelope: Envelope | None = None
+
+    @property
+    def modern(self) -> bool:
+        """A 2026-07-28 (stateless) request."""
+        return self.envelope is not None

@@ -1,0 +1,533 @@
+"""The one request path: every listener hands each message here with its context.
+
+    listener ─▶ RequestContext ─▶ Dispatcher.handle ─▶ route ─▶ policy.authorize
+             ─▶ forward (upstream session, era translation) ─▶ target
+
+A request is routed first (which target, which name there), then authorized,
+then forwarded; lists are served from the merged view through the policy's
+filter. The dispatcher also owns the client sessions of this process and what
+the gateway tells them (list changes, updates, log lines of shared targets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import Any
+
+from .context import RequestContext
+from .era import Envelope, without_envelope
+from .gateway import Gateway
+from .jsonrpc import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    REQUEST_CANCELLED,
+    TARGET_UNAVAILABLE,
+    Message,
+    RPCError,
+    error,
+    result,
+)
+from .mrtr import Bridge, Continuation, origin_of
+from .multiplexer.catalog import Route
+from .policy import Action, AllowAll, Policy
+from .protocol import (
+    HANDSHAKE_ONLY,
+    HANDSHAKE_VERSIONS,
+    HELD_METHODS,
+    K_CAPABILITIES,
+    K_CLIENT_INFO,
+    K_LOG_LEVEL,
+    K_VERSION,
+    LEVEL_RANK,
+    LIST_CHANGED,
+    LIST_METHODS,
+    LOG_LEVELS,
+    Kind,
+    most_verbose,
+)
+from .session import Call, ClientSession, Emit
+from .sessions import Sessions
+from .state import SessionRecord, SessionStore
+from .target import Target
+from .tasks import TaskOwner
+from .upstream.base import UpstreamError, UpstreamSession
+
+log = logging.getLogger("mcpmux.dispatch")
+
+REAP_INTERVAL = 30.0
+_tokens = itertools.count(1)
+#: What a denied or unknown name is called in the error (the same words for both).
+_WHAT = {"tools/call": "tool", "prompts/get": "prompt"}
+
+
+class Dispatcher:
+    def __init__(self, gateway: Gateway, policy: Policy | None = None, store: SessionStore | None = None) -> None:
+        self.gateway = gateway
+        self.policy: Policy = policy or AllowAll()
+        self.sessions = Sessions(gateway.config.limits, store)
+        self.bridge = Bridge()
+        self._tasks = TaskOwner("dispatcher")
+        gateway.on_list_changed = self.sessions.broadcast
+        gateway.on_target_message = self._target_message
+        gateway.on_target_removed = self._target_removed
+
+    # -- lifecycle -------------------------------------------------------
+    async def start(self) -> None:
+        await self.gateway.start()
+        self._tasks.spawn(self._reap(), "session-reaper")
+
+    async def aclose(self) -> None:
+        """Sessions first (their upstream DELETEs need the targets), then the gateway."""
+        await self.bridge.aclose()
+        await self._tasks.aclose()
+        live, self.sessions.live = self.sessions.live, {}
+        await asyncio.gather(*(s.aclose() for s in live.values()), return_exceptions=True)
+        await self.gateway.aclose()
+
+    # -- sessions --------------------------------------------------------
+    async def initialize(self, msg: Message, principal: Any = None) -> tuple[ClientSession, Message]:
+        params = msg.get("params") or {}
+        if not isinstance(params, dict):
+            raise RPCError(INVALID_PARAMS, "initialize params must be an object")
+        requested = params.get("protocolVersion")
+        if not isinstance(requested, str):
+            raise RPCError(INVALID_PARAMS, "initialize needs params.protocolVersion (a string)")
+        version = requested if requested in HANDSHAKE_VERSIONS else HANDSHAKE_VERSIONS[0]
+        if len(self.sessions) >= self.gateway.config.limits.max_sessions:
+            raise RPCError(-32000, "too many sessions: the gateway is at its session limit")
+        await self.gateway.wait_ready()
+        owner = getattr(principal, "key", None)
+        session = await self.sessions.open(owner, version, params)
+        log.info("session %s: opened by %s (%s)", session.id[:8], session.client_info.get("name", "?"), version)
+        return session, result(msg["id"], self.gateway.initialize_result(version))
+
+    @staticmethod
+    def stateless(env: Envelope) -> ClientSession:
+        """The session of one 2026 request: its state is its envelope, gone after it."""
+        record = SessionRecord("", None, env.version, env.capabilities, env.client_info, env.log_level)
+        return ClientSession(record, stateless=True)
+
+    async def close_session(self, sid: str) -> bool:
+        session = await self.sessions.remove(sid)
+        if session is None:
+            return False
+        await session.aclose()
+        await self.gateway.subscriptions.drop(sid, self.gateway.targets)
+        await self._shared_log_levels()
+        log.info("session %s: closed", sid[:8])
+        return True
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            limit = self.gateway.config.limits.session_idle_timeout
+            for sid in self.sessions.idle(limit):
+                log.info("session %s: idle for over %.0f s; closing", sid[:8], limit)
+                await self.close_session(sid)
+
+    # -- what clients send ----------------------------------------------------
+    async def notification(self, ctx: RequestContext, msg: Message) -> None:
+        method = msg["method"]
+        if method == "notifications/cancelled":
+            params = msg.get("params")
+            await ctx.session.cancel(params if isinstance(params, dict) else {})
+        elif method == "notifications/roots/list_changed":
+            await ctx.session.to_own_upstreams(msg)
+        # notifications/initialized and anything else: nothing to forward.
+
+    async def response(self, ctx: RequestContext, msg: Message) -> None:
+        await ctx.session.on_response(msg)
+
+    async def handle(self, ctx: RequestContext, msg: Message) -> Message:
+        """Answer one client request; intermediate messages go through ``ctx.emit``."""
+        session = ctx.session
+        session.last_active = time.monotonic()
+        method: str = msg["method"]
+        rid = msg["id"]
+        params = msg.get("params")
+        if params is not None and not isinstance(params, dict):
+            return error(rid, INVALID_PARAMS, "params must be an object")
+        params = params or {}
+        try:
+            if method == "ping" and not session.stateless:
+                return result(rid, {})
+            if session.stateless:
+                if method == "server/discover":
+                    return result(rid, self.gateway.discover())
+                if method in HANDSHAKE_ONLY:
+                    raise RPCError(METHOD_NOT_FOUND, f"{method} does not exist in protocol {session.protocol_version}")
+            kind = LIST_METHODS.get(method)
+            if kind is not None:
+                return result(rid, await self.list_page(ctx, kind, params.get("cursor")))
+            if method == "tools/call" or method == "prompts/get":
+                route = self._route_name(ctx, method, params)
+                return await self._forward(ctx, route, msg, {**params, "name": route.original})
+            if method == "resources/read":
+                route = self._route_uri(ctx, method, params)
+                resp = await self._forward(ctx, route, msg, {**params, "uri": route.original})
+                return self._expose_contents(route, resp)
+            if method in ("resources/subscribe", "resources/unsubscribe"):
+                return await self._subscription(ctx, method, msg, params)
+            if method == "completion/complete":
+                return await self._complete(ctx, msg, params)
+            if method == "logging/setLevel":
+                return await self._set_level(session, rid, params)
+            if method == "initialize":
+                raise RPCError(INVALID_REQUEST, "this session is already initialized")
+            sole = self.gateway.sole_route()
+            if sole is not None and self.policy.authorize(ctx, Action(method, sole.target)):
+                # Bridge mode hides nothing: the server answers what we don't know.
+                return await self._forward(ctx, sole, msg, params)
+            raise RPCError(METHOD_NOT_FOUND, f"method not found: {method}")
+        except RPCError as exc:
+            return exc.to_message(rid)
+
+    # -- lists -----------------------------------------------------------
+    async def list_page(self, ctx: RequestContext, kind: Kind, cursor: Any) -> dict[str, Any]:
+        if cursor is not None and not isinstance(cursor, str):
+            raise RPCError(INVALID_PARAMS, "cursor must be a string")
+        gateway = self.gateway
+        await gateway.wait_ready()
+        view = gateway.view
+        groups = self._visible(ctx, kind) if self.policy.varies_per_caller else None
+        items, next_cursor = view.page(kind, cursor, gateway.config.limits.page_size, groups)
+        out: dict[str, Any] = {kind: items}
+        if next_cursor:
+            out["nextCursor"] = next_cursor
+        if ctx.session.stateless:
+            ttl, scope = gateway.cache_hint(kind)
+            out["ttlMs"] = ttl
+            out["cacheScope"] = "private" if self.policy.varies_per_caller else scope
+        return out
+
+    def _visible(self, ctx: RequestContext, kind: Kind) -> list[tuple[str, list[dict[str, Any]]]]:
+        """The merged list as this caller may see it: the policy's filter step."""
+        view = self.gateway.view
+        out = []
+        for target, items in view.lists[kind]:
+            shown = []
+            for item in items:
+                route = view.route_item(kind, item)
+                if route is None:
+                    continue
+                if kind in ("tools", "prompts"):
+                    action = Action("tools/call" if kind == "tools" else "prompts/get", target, name=route.original)
+                else:
+                    action = Action("resources/read", target, uri=route.original)
+                if self.policy.visible(ctx, kind, action):
+                    shown.append(item)
+            out.append((target, shown))
+        return out
+
+    # -- routing (then the policy's authorize step) ---------------------------
+    def _route_name(self, ctx: RequestContext, method: str, params: dict[str, Any], asked: str | None = None) -> Route:
+        """Route a tool or prompt name (``method`` says which); ``asked`` is the method
+        the policy is told about when it is not ``method`` (completion/complete)."""
+        what = _WHAT[method]
+        name = params.get("name")
+        if not isinstance(name, str):
+            raise RPCError(INVALID_PARAMS, f"params.name must be the {what}'s name")
+        view = self.gateway.view
+        route = (view.tools if method == "tools/call" else view.prompts).get(name)
+        if route is None:
+            route = self.gateway.unavailable_route(name, what)
+        action = Action(asked or method, route.target, name=route.original, arguments=params.get("arguments"))
+        if not self.policy.authorize(ctx, action):
+            raise RPCError(INVALID_PARAMS, f"unknown {what}: {name}")
+        return route
+
+    def _route_uri(self, ctx: RequestContext, method: str, params: dict[str, Any]) -> Route:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise RPCError(INVALID_PARAMS, "params.uri must be a string")
+        route = self.gateway.view.route_uri(uri)
+        if route is None or not self.policy.authorize(ctx, Action(method, route.target, uri=route.original)):
+            raise RPCError(INVALID_PARAMS, f"unknown resource: {uri}", {"uri": uri})
+        return route
+
+    def _expose_contents(self, route: Route, resp: Message) -> Message:
+        view = self.gateway.view
+        res = resp.get("result")
+        if not view.prefixed or not isinstance(res, dict) or not isinstance(res.get("contents"), list):
+            return resp
+        contents = [
+            {**c, "uri": view.expose_uri(route.target, c["uri"])}
+            if isinstance(c, dict) and isinstance(c.get("uri"), str)
+            else c
+            for c in res["contents"]
+        ]
+        return {**resp, "result": {**res, "contents": contents}}
+
+    async def _complete(self, ctx: RequestContext, msg: Message, params: dict[str, Any]) -> Message:
+        ref = params.get("ref")
+        if not isinstance(ref, dict):
+            raise RPCError(INVALID_PARAMS, "params.ref must be an object")
+        view = self.gateway.view
+        if ref.get("type") == "ref/prompt":
+            route = self._route_name(ctx, "prompts/get", ref, "completion/complete")
+            new_ref = {**ref, "name": route.original}
+        elif ref.get("type") == "ref/resource":
+            uri = ref.get("uri")
+            found = view.template_uris.get(uri) if isinstance(uri, str) else None
+            if found is not None and self.policy.authorize(ctx, Action(msg["method"], found.target, uri=found.original)):
+                route = found
+            else:
+                route = self._route_uri(ctx, msg["method"], ref)
+            new_ref = {**ref, "uri": route.original}
+        else:
+            raise RPCError(INVALID_PARAMS, "params.ref.type must be ref/prompt or ref/resource")
+        return await self._forward(ctx, route, msg, {**params, "ref": new_ref})
+
+    # -- per-client state ------------------------------------------------
+    async def _subscription(self, ctx: RequestContext, method: str, msg: Message, params: dict[str, Any]) -> Message:
+        session = ctx.session
+        route = self._route_uri(ctx, method, params)
+        uri = params["uri"]
+        subscribe = method == "resources/subscribe"
+        target = self.gateway.targets.get(route.target)
+        if target is not None and (target.shared or target.session_era(False) == "modern"):
+            # Followed on the target's own session, counted across clients.
+            registry = self.gateway.subscriptions
+            if subscribe:
+                resp = await registry.add(target, route.original, session.id)
+            else:
+                resp = await registry.remove(target, route.original, session.id)
+            ok = "result" in resp
+        else:
+            resp = await self._forward(ctx, route, msg, {**params, "uri": route.original})
+            ok = "result" in resp
+        if ok or not subscribe:
+            if subscribe:
+                session.subscriptions.add(uri)
+            else:
+                session.subscriptions.discard(uri)
+            await self.sessions.save(session)
+        return {**resp, "jsonrpc": "2.0", "id": msg["id"]}
+
+    async def _set_level(self, session: ClientSession, rid: Any, params: dict[str, Any]) -> Message:
+        level = params.get("level")
+        if level not in LEVEL_RANK:
+            raise RPCError(INVALID_PARAMS, f"level must be one of {', '.join(LOG_LEVELS)}")
+        session.record.log_level = level
+        await self.sessions.save(session)
+        for name, up in list(session.upstreams.items()):
+            if "logging" in (up.init_result.get("capabilities") or {}):
+                try:
+                    await up.request("logging/setLevel", {"level": level}, timeout=10)
+                except UpstreamError as exc:
+                    log.info("session %s: setLevel on '%s' failed: %s", session.id[:8], name, exc.reason)
+        await self._shared_log_levels()
+        return result(rid, {})
+
+    async def _shared_log_levels(self) -> None:
+        """A shared target logs at the most verbose level any client asked for."""
+        level = most_verbose([s.log_level for s in self.sessions.live.values() if s.log_level])
+        if level is None:
+            return
+        for t in self.gateway.targets.values():
+            if not t.shared or t.session is None or level == t.upstream_log_level:
+                continue
+            if "logging" not in t.catalog.capabilities:
+                continue
+            try:
+                await t.session.request("logging/setLevel", {"level": level}, timeout=t.config.timeout)
+                t.upstream_log_level = level
+            except UpstreamError as exc:
+                log.info("target '%s': setLevel failed: %s", t.name, exc.reason)
+
+    # -- forwarding ------------------------------------------------------
+    async def _forward(self, ctx: RequestContext, route: Route, msg: Message, params: dict[str, Any]) -> Message:
+        session, emit = ctx.session, ctx.emit
+        rid = msg["id"]
+        method: str = msg["method"]
+        target = self.gateway.targets.get(route.target)
+        if target is None or not target.ready:
+            state = "removed" if target is None else (target.last_error or target.state)
+            return error(rid, TARGET_UNAVAILABLE, f"target '{route.target}' is unavailable: {state}",
+                         {"target": route.target})
+        token = None
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and "progressToken" in meta:
+            token = meta["progressToken"]
+            params = {**params, "_meta": {**meta, "progressToken": f"mcpmux-{next(_tokens)}"}}
+        origin = origin_of(method, route.original)
+        held: Continuation | None = None
+        if session.stateless and "requestState" in params:
+            params, held = await self.bridge.resume(route.target, origin, params)
+        call = Call(session, route.target, emit, token)
+        target.inflight += 1
+        try:
+            upstream = await self.upstream_for(session, target)
+            if upstream.modern:
+                params = _envelope(session, params, upstream)
+            elif session.stateless:
+                # A handshake target learnt version and capabilities from initialize, and
+                # servers of both eras refuse the 2026 envelope on a handshake connection.
+                params = without_envelope(params)
+                if method in HELD_METHODS:
+                    # It may ask the client something mid-call: hold the call so the answer
+                    # can arrive on a later request (MRTR translation).
+                    if held is None:
+                        held = self.bridge.hold(target.name, upstream, method, params, origin)
+                    return await self.bridge.await_held(session, held, rid, emit, token)
+            uid = upstream.next_id()
+            session.inflight[rid] = (upstream, uid, asyncio.current_task(), call)
+            try:
+                resp = await upstream.request(method, params, call, id=uid)
+                res = resp.get("result")
+                if isinstance(res, dict) and res.get("resultType") == "input_required":
+                    resp = await self.bridge.input_required(session, route.target, origin, upstream,
+                                                            method, params, resp, call)
+            finally:
+                session.inflight.pop(rid, None)
+        except UpstreamError as exc:
+            return error(rid, TARGET_UNAVAILABLE, str(exc), {"target": route.target})
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not call.cancelled or task is None:
+                raise
+            task.uncancel()
+            return error(rid, REQUEST_CANCELLED, "request cancelled by the client")
+        finally:
+            target.inflight -= 1
+        out = dict(resp)
+        out["id"] = rid
+        return out
+
+    async def upstream_for(self, session: ClientSession, target: Target) -> UpstreamSession:
+        """The upstream session this client uses for ``target`` (opened on first use).
+        A stateless (2026) request has no session of its own: it uses the target's."""
+        if target.shared or session.stateless or target.session_era(False) == "modern":
+            if target.session is None:
+                raise UpstreamError(target.name, f"not ready ({target.last_error or target.state})")
+            return target.session
+        up = session.upstreams.get(target.name)
+        if up is not None and not up.closed.is_set():
+            return up
+        lock = session.opening.setdefault(target.name, asyncio.Lock())
+        async with lock:
+            up = session.upstreams.get(target.name)
+            if up is not None and not up.closed.is_set():
+                return up
+            if session.closed:
+                raise UpstreamError(target.name, "client session closed")
+            up = target.new_session(era=target.session_era(False))
+            up.on_unsolicited = lambda msg, upstream: self._unsolicited(session, msg, upstream)
+            up.on_reopened = lambda upstream: self._restore(session, upstream)
+            await up.open(session.capabilities, session.client_info, session.protocol_version)
+            if session.log_level is not None and "logging" in (up.init_result.get("capabilities") or {}):
+                await up.request("logging/setLevel", {"level": session.log_level}, timeout=target.config.timeout)
+            session.upstreams[target.name] = up
+            upstream_id = getattr(up, "session_id", None)
+            if isinstance(upstream_id, str):
+                session.record.upstream_ids[target.name] = upstream_id
+                await self.sessions.save(session)
+            return up
+
+    async def _restore(self, session: ClientSession, upstream: UpstreamSession) -> None:
+        """The target lost this client's session (it restarted) and a new one replaced it:
+        put back what the client set up on the old one, its log level and subscriptions."""
+        target = self.gateway.targets.get(upstream.target)
+        timeout = target.config.timeout if target is not None else upstream.timeout
+        try:
+            if session.log_level is not None and "logging" in (upstream.init_result.get("capabilities") or {}):
+                await upstream.request("logging/setLevel", {"level": session.log_level}, timeout=timeout)
+            for uri in sorted(session.subscriptions):
+                route = self.gateway.view.route_uri(uri)
+                if route is not None and route.target == upstream.target:
+                    await upstream.request("resources/subscribe", {"uri": route.original}, timeout=timeout)
+        except UpstreamError as exc:
+            log.warning("session %s: restoring state on '%s' failed: %s", session.id[:8], upstream.target, exc.reason)
+
+    # -- what targets send on their own ---------------------------------------
+    async def _unsolicited(self, session: ClientSession, msg: Message, upstream: UpstreamSession) -> None:
+        """A message on this client's own upstream session that no call carried."""
+        method = msg.get("method", "")
+        if "id" in msg:
+            await session.relay_request(msg, upstream, None)
+        elif method.endswith("/list_changed"):
+            target = self.gateway.targets.get(upstream.target)
+            kind = LIST_CHANGED.get(method)
+            if target is not None and kind is not None:
+                target.refresh(kind)
+        elif method == "notifications/resources/updated":
+            params = msg.get("params") or {}
+            uri = params.get("uri")
+            if isinstance(uri, str):
+                exposed = self.gateway.view.expose_uri(upstream.target, uri)
+                session.post({**msg, "params": {**params, "uri": exposed}})
+        elif method == "notifications/message":
+            if session.admits(msg):
+                session.post(msg)
+        elif method != "notifications/progress":
+            session.post(msg)
+
+    async def _target_message(self, target: Target, msg: Message, upstream: UpstreamSession) -> None:
+        """An unsolicited message on a target's own session (shared, or the catalog session)."""
+        method = msg.get("method", "")
+        params = msg.get("params") or {}
+        if "id" in msg:
+            reply: Message
+            if method == "roots/list":
+                reply = result(msg["id"], {"roots": []})
+            elif method == "ping":
+                reply = result(msg["id"], {})
+            else:
+                reply = error(msg["id"], -32601, f"{method} needs a call in flight to relay it")
+            try:
+                await upstream.respond(reply)
+            except UpstreamError:
+                pass
+            return
+        if method == "notifications/resources/updated":
+            uri = params.get("uri")
+            if not isinstance(uri, str):
+                return  # malformed: nobody subscribed to a non-URI (and "+None" is no URI)
+            exposed = {**msg, "params": {**params, "uri": self.gateway.view.expose_uri(target.name, uri)}}
+            for sid in list(self.gateway.subscriptions.followers(target.name, uri)):
+                follower = self.sessions.follower(sid)
+                if follower is not None:
+                    follower.post(exposed)
+        elif method == "notifications/message" and target.shared:
+            for s in list(self.sessions.live.values()):
+                if s.log_level is not None and s.admits(msg):
+                    s.post(msg)
+
+    async def _target_removed(self, name: str) -> None:
+        """A removed target's sessions of each client close with it."""
+        for s in list(self.sessions.live.values()):
+            up = s.upstreams.pop(name, None)
+            s.record.upstream_ids.pop(name, None)
+            if up is not None:
+                await up.aclose("target removed")
+
+    # -- 2026 subscriptions/listen ---------------------------------------------
+    async def follow(self, listener: ClientSession, uri: str) -> bool:
+        """A 2026 listener follows ``uri`` through its target's own session."""
+        route = self.gateway.view.route_uri(uri)
+        target = self.gateway.targets.get(route.target) if route is not None else None
+        if route is None or target is None:
+            return False
+        resp = await self.gateway.subscriptions.add(target, route.original, listener.id)
+        return "result" in resp
+
+    async def unfollow_all(self, listener: ClientSession) -> None:
+        await self.gateway.subscriptions.drop(listener.id, self.gateway.targets)
+
+
+def _envelope(session: ClientSession, params: dict[str, Any], upstream: UpstreamSession) -> dict[str, Any]:
+    """A modern target needs the client's version, capabilities and info on every request."""
+    meta = dict(params.get("_meta") or {})
+    meta[K_VERSION] = upstream.protocol_version
+    meta.setdefault(K_CAPABILITIES, session.capabilities)
+    meta.setdefault(K_CLIENT_INFO, session.client_info or {"name": "mcpmux", "version": "0"})
+    if session.log_level is not None:
+        meta.setdefault(K_LOG_LEVEL, session.log_level)
+    return {**params, "_meta": meta}
+
+
+__all__ = ["Dispatcher", "Emit", "RequestContext"]

@@ -1,0 +1,56 @@
+"""Where policies plug into the request path.
+
+The dispatcher routes a request first, then asks the policy: ``authorize`` sees
+what the request would reach (target, tool, prompt or resource as the target
+names it) before anything is forwarded, and ``visible`` filters every list
+page. A denial is answered exactly like an unknown name, so it reveals nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..protocol import Kind
+
+if TYPE_CHECKING:
+    from ..context import RequestContext
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What a routed request would do upstream."""
+
+    method: str
+    target: str
+    #: The tool's or prompt's name, or the resource URI, as the target knows it.
+    name: str | None = None
+    uri: str | None = None
+    arguments: Any = None
+
+
+class Policy(Protocol):
+    #: True when lists may differ from caller to caller (2026 lists are then
+    #: ``cacheScope: private`` and never cached across callers).
+    varies_per_caller: bool
+
+    def authorize(self, ctx: RequestContext, action: Action) -> bool:
+        """May this caller do this? Called after routing, before forwarding."""
+        ...
+
+    def visible(self, ctx: RequestContext, kind: Kind, action: Action) -> bool:
+        """Does this caller see this list item? ``action`` is what calling (or reading)
+        it would be, with the name or URI as the target knows it."""
+        ...
+
+
+class AllowAll:
+    """No authentication, no rules: everyone may do everything (the default)."""
+
+    varies_per_caller = False
+
+    def authorize(self, ctx: RequestContext, action: Action) -> bool:
+        return True
+
+    def visible(self, ctx: RequestContext, kind: Kind, action: Action) -> bool:
+        return True

@@ -1,0 +1,190 @@
+"""The core, in one process: dispatcher, sessions, routing and the policy seams,
+against targets that are Python objects (tests/support/fake_upstream.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from tests.support.fake_upstream import Client, FakeServer, FakeSession, core
+
+from mcpmux.context import RequestContext
+from mcpmux.dispatch import Dispatcher
+from mcpmux.era import Envelope
+from mcpmux.jsonrpc import Message
+from mcpmux.policy import Action
+from mcpmux.protocol import Kind
+from mcpmux.state import SessionRecord
+
+
+async def echo(_server: FakeServer, _session: FakeSession, msg: Message) -> Message:
+    args = msg["params"].get("arguments") or {}
+    return {"result": {"content": [{"type": "text", "text": args.get("text", "")}],
+                       "structuredContent": {"echo": args}, "x-future": {"kept": True},
+                       "_meta": {"upstream-id": msg["id"]}}}
+
+
+def servers() -> dict[str, FakeServer]:
+    return {"a": FakeServer({"echo": echo}, resources=("file:///a.txt",)),
+            "b": FakeServer({"echo": echo, "secret": echo})}
+
+
+async def test_a_call_is_routed_by_its_prefix_with_ids_rewritten_and_fields_kept() -> None:
+    srv = servers()
+    async with core(srv) as d:
+        client = await Client.connect(d)
+        resp = await client.request("tools/call", {"name": "b_echo", "arguments": {"text": "hi"},
+                                                   "_meta": {"trace": "t1"}}, rid="mine-7")
+        assert resp["id"] == "mine-7"
+        res = resp["result"]
+        assert res["structuredContent"] == {"echo": {"text": "hi"}}
+        assert res["x-future"] == {"kept": True}  # unknown fields pass through untouched
+        [call] = srv["b"].requests("tools/call")
+        assert call["params"]["name"] == "echo" and call["params"]["_meta"] == {"trace": "t1"}
+        assert call["id"] != "mine-7" and isinstance(call["id"], int)  # the target's own id space
+        assert srv["a"].requests("tools/call") == []
+
+
+async def test_an_unknown_tool_is_refused_without_forwarding() -> None:
+    srv = servers()
+    async with core(srv) as d:
+        client = await Client.connect(d)
+        resp = await client.request("tools/call", {"name": "c_echo"})
+        assert resp["error"]["code"] == -32602 and "unknown tool: c_echo" in resp["error"]["message"]
+        assert not srv["a"].requests("tools/call") and not srv["b"].requests("tools/call")
+
+
+class NoSecrets:
+    """A policy: nobody may use b's 'secret' tool, and nobody sees it listed."""
+
+    varies_per_caller = True
+
+    def __init__(self) -> None:
+        self.asked: list[Action] = []
+
+    def authorize(self, ctx: RequestContext, action: Action) -> bool:
+        self.asked.append(action)
+        return not (action.target == "b" and action.name == "secret")
+
+    def visible(self, ctx: RequestContext, kind: Kind, action: Action) -> bool:
+        return self.authorize(ctx, action)
+
+
+async def test_the_authorize_step_sees_the_target_s_own_name_and_a_denial_looks_unknown() -> None:
+    srv, policy = servers(), NoSecrets()
+    async with core(srv, policy=policy) as d:
+        client = await Client.connect(d)
+        denied = await client.request("tools/call", {"name": "b_secret", "arguments": {"text": "x"}})
+        unknown = await client.request("tools/call", {"name": "b_nothing"})
+        assert denied["error"]["code"] == unknown["error"]["code"] == -32602
+        assert denied["error"]["message"] == "unknown tool: b_secret"
+        assert not srv["b"].requests("tools/call")  # never forwarded
+        assert Action("tools/call", "b", name="secret", arguments={"text": "x"}) in policy.asked
+        ok = await client.request("tools/call", {"name": "b_echo", "arguments": {"text": "y"}})
+        assert ok["result"]["content"][0]["text"] == "y"
+        # The read of a resource goes through the same step, with the target's URI.
+        await client.request("resources/read", {"uri": "a+file:///a.txt"})
+        assert Action("resources/read", "a", uri="file:///a.txt") in policy.asked
+
+
+async def test_the_filter_step_applies_to_every_list_and_marks_2026_lists_private() -> None:
+    async with core(servers(), policy=NoSecrets(), limits={"page_size": 1}) as d:
+        client = await Client.connect(d)
+        names, cursor = [], None
+        for _ in range(10):  # paged: the filter applies before paging, cursors stay valid
+            resp = await client.request("tools/list", {"cursor": cursor} if cursor else {})
+            names += [t["name"] for t in resp["result"]["tools"]]
+            cursor = resp["result"].get("nextCursor")
+            if cursor is None:
+                break
+        assert names == ["a_echo", "b_echo"]
+        env = Envelope("2026-07-28", {}, {}, None)
+        modern = RequestContext(Dispatcher.stateless(env), "http", envelope=env)
+        resp = await d.handle(modern, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert resp["result"]["cacheScope"] == "private"
+
+
+async def test_without_a_varying_policy_2026_lists_keep_the_targets_cache_hint() -> None:
+    async with core(servers()) as d:
+        env = Envelope("2026-07-28", {}, {}, None)
+        modern = RequestContext(Dispatcher.stateless(env), "http", envelope=env)
+        resp = await d.handle(modern, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert [t["name"] for t in resp["result"]["tools"]] == ["a_echo", "b_echo", "b_secret"]
+        assert (resp["result"]["ttlMs"], resp["result"]["cacheScope"]) == (0, "private")
+
+
+async def test_a_shared_target_is_subscribed_once_whatever_the_number_of_followers() -> None:
+    srv = servers()
+    async with core(srv) as d:
+        one, two = await Client.connect(d), await Client.connect(d)
+        for c in (one, two):
+            assert "result" in await c.request("resources/subscribe", {"uri": "a+file:///a.txt"})
+        assert [m["params"] for m in srv["a"].requests("resources/subscribe")] == [{"uri": "file:///a.txt"}]
+        # An update reaches both followers, with the URI as they know it.
+        catalog = srv["a"].sessions[0]
+        await catalog.dispatch({"jsonrpc": "2.0", "method": "notifications/resources/updated",
+                                "params": {"uri": "file:///a.txt"}})
+        for c in (one, two):
+            assert [m["params"]["uri"] for m in c.outbox()] == ["a+file:///a.txt"]
+        await one.request("resources/unsubscribe", {"uri": "a+file:///a.txt"})
+        assert srv["a"].requests("resources/unsubscribe") == []  # two still follows it
+        await d.close_session(two.session.id)  # the last follower leaves
+        await asyncio.sleep(0)
+        assert [m["params"] for m in srv["a"].requests("resources/unsubscribe")] == [{"uri": "file:///a.txt"}]
+        assert d.gateway.subscriptions.uris("a") == []
+
+
+async def test_a_shared_target_logs_at_the_most_verbose_level_and_each_client_gets_its_own() -> None:
+    srv = servers()
+    async with core(srv) as d:
+        quiet, chatty = await Client.connect(d), await Client.connect(d)
+        await quiet.request("logging/setLevel", {"level": "error"})
+        await chatty.request("logging/setLevel", {"level": "debug"})
+        levels = [m["params"]["level"] for m in srv["a"].requests("logging/setLevel")]
+        assert levels == ["error", "debug"]
+        await srv["a"].log(srv["a"].sessions[0], "warning", "disk almost full")
+        assert [m["params"]["data"] for m in chatty.outbox()] == ["disk almost full"]
+        assert quiet.outbox() == []
+
+
+async def test_a_server_request_for_a_capability_the_client_lacks_is_refused_to_the_target() -> None:
+    async def asks(server: FakeServer, session: FakeSession, msg: Message) -> Message:
+        answer = await server.ask(session, "sampling/createMessage", {"messages": []}, during=msg["id"])
+        return {"result": {"content": [], "answer": answer}}
+
+    srv = {"a": FakeServer({"ask": asks}), "b": FakeServer({})}
+    async with core(srv, {"a": "http", "b": "http"}) as d:
+        plain = await Client.connect(d)
+        resp = await plain.request("tools/call", {"name": "a_ask"})
+        assert resp["result"]["answer"]["error"]["code"] == -32601
+        assert "sampling" in resp["result"]["answer"]["error"]["message"]
+        assert plain.streamed == []  # the client was never asked
+
+        able = await Client.connect(d, {"sampling": {}})
+
+        async def answer(msg: Message) -> dict[str, Any]:
+            return {"result": {"role": "assistant", "content": {"type": "text", "text": "ok"}}}
+
+        able.on_request = answer
+        resp = await able.request("tools/call", {"name": "a_ask"})
+        assert resp["result"]["answer"]["result"]["content"]["text"] == "ok"
+        assert [m["method"] for m in able.streamed] == ["sampling/createMessage"]
+
+
+async def test_session_state_is_a_record_in_the_store() -> None:
+    async with core(servers(), {"a": "http", "b": "stdio"}) as d:
+        client = await Client.connect(d, {"roots": {}}, principal=type("P", (), {"key": "iss|alice"})())
+        await client.request("logging/setLevel", {"level": "info"})
+        await client.request("resources/subscribe", {"uri": "a+file:///a.txt"})
+        stored = await d.sessions.store.get(client.session.id)
+        assert stored is not None
+        data = orjson.loads(orjson.dumps(stored.to_dict()))  # plain JSON all the way
+        back = SessionRecord.from_dict(data)
+        assert back == client.session.record
+        assert (back.owner, back.log_level, back.capabilities) == ("iss|alice", "info", {"roots": {}})
+        assert back.subscriptions == {"a+file:///a.txt"}
+        assert back.upstream_ids == {"a": "a-2"}  # its own session on a (a-1 is the catalog's)
+        await d.close_session(client.session.id)
+        assert await d.sessions.store.get(client.session.id) is None
+        assert await d.sessions.store.count() == 0
