@@ -69,6 +69,7 @@ class TestIdP:
         self.token_requests = 0
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.jwks_served = asyncio.Event()
+        self.token_request_seen = asyncio.Event()  # set when /token is called
         # Knobs.
         self.fail_token: int | None = None  # HTTP status /token answers with, if set
         self.fail_jwks: int | None = None
@@ -210,7 +211,7 @@ class TestIdP:
     def verify(self, token: str, audience: str | None = None) -> dict[str, Any]:
         """Claims of a token this IdP signed (raises if it did not)."""
         kid = jwt.get_unverified_header(token).get("kid")
-        name = next(k for k, v in self.kids.items() if v == kid)
+        name = next(k for k, v in self.kids.items() if v == kid and k in self.published)
         pub = self._private(name).public_key()
         return jwt.decode(
             token,
@@ -342,6 +343,7 @@ class TestIdP:
 
     async def _token(self, request: web.Request) -> web.Response:
         self.token_requests += 1
+        self.token_request_seen.set()
         form = {k: str(v) for k, v in (await request.post()).items()}
         self.requests.append(
             (request.path, {**form, "_authorization": request.headers.get("Authorization")})
