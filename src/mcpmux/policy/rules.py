@@ -62,7 +62,7 @@ def _clean_error(exc: Exception) -> str:
     m = _CEL_ERROR.search(text)
     if m:
         line, col, what = m.groups()
-        what = " ".join(what.split())
+        what = " ".join(what.split()).removeprefix("Syntax error: ")
         if len(what) > 160:
             what = what[:157] + "..."
         where = f"column {col}" if line == "1" else f"line {line}, column {col}"
