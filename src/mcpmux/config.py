@@ -38,10 +38,13 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "AdminConfig",
+    "AuthConfig",
+    "AuthorizationConfig",
     "ConfigError",
     "DiscoveryConfig",
     "GatewayConfig",
     "HttpSpec",
+    "JwtConfig",
     "KubernetesDiscoveryConfig",
     "LabelSelector",
     "LabelSelectorRequirement",
@@ -50,10 +53,12 @@ __all__ = [
     "NamespacesConfig",
     "OpenApiSpec",
     "PrefixMode",
+    "RateLimitConfig",
     "SseSpec",
     "StdioSpec",
     "TargetConfig",
     "TargetKind",
+    "TokenExchangeConfig",
     "UrlSpec",
     "config_from_dict",
     "interpolate",
@@ -123,6 +128,8 @@ class AdminConfig(_Model):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=19000, ge=0, le=65535)
     enabled: bool = True
+    # Bearer token required on admin requests (None: no token; keep it on loopback).
+    token: str | None = Field(default=None, min_length=1)
 
 
 def _check_header_map(value: dict[str, str]) -> dict[str, str]:
@@ -254,6 +261,177 @@ class OpenApiSpec(_Model):
         return _check_header_map(v)
 
 
+# ------------------------------------------------------- security: auth, authz, upstream
+
+# Asymmetric JWS algorithms only: `none` is no signature at all, and an HMAC algorithm
+# verified against a JWKS key invites key confusion (the public key used as the secret).
+JWT_ALGORITHMS = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+)  # fmt: skip
+DEFAULT_JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+
+# Headers a claim may not be copied into: the gateway sets these itself.
+_RESERVED_UPSTREAM_HEADERS = frozenset(
+    {
+        "authorization", "host", "content-length", "content-type", "transfer-encoding",
+        "connection", "cookie", "mcp-session-id", "mcp-protocol-version", "last-event-id",
+    }
+)  # fmt: skip
+
+
+def _check_algorithm(value: str) -> str:
+    if value in JWT_ALGORITHMS:
+        return value
+    if value.lower() == "none":
+        raise ValueError("'none' (unsigned tokens) is never accepted")
+    if value.upper().startswith("HS"):
+        raise ValueError(
+            f"{value!r} is an HMAC algorithm; with keys from a JWKS only asymmetric "
+            f"algorithms are safe (one of: {', '.join(JWT_ALGORITHMS)})"
+        )
+    raise ValueError(f"unknown JWS algorithm {value!r} (one of: {', '.join(JWT_ALGORITHMS)})")
+
+
+def _check_url(value: str) -> str:
+    return _check_http_url(value)
+
+
+def _check_scope_token(value: str) -> str:
+    # RFC 6749 §3.3 scope-token: printable ASCII except space, '"' and '\'.
+    if not value or any(not ("\x21" <= c <= "\x7e") or c in '"\\' for c in value):
+        raise ValueError(f"{value!r} is not a valid OAuth scope (no spaces, quotes or backslashes)")
+    return value
+
+
+_HttpUrl = Annotated[str, AfterValidator(_check_url)]
+_Scope = Annotated[str, AfterValidator(_check_scope_token)]
+
+
+class JwtConfig(_Model):
+    """How access tokens (JWTs) are verified: who issues them, for whom, with which keys.
+
+    Keys come from ``jwks_url`` (fetched and cached; fetched again, at most once per
+    ``jwks_refetch_interval`` seconds, when a token names an unknown ``kid``, and when the
+    copy is older than ``jwks_max_age``) or from ``jwks_file`` (read from disk): exactly one.
+    """
+
+    issuer: str = Field(min_length=1)
+    audiences: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    jwks_url: _HttpUrl | None = None
+    jwks_file: str | None = Field(default=None, min_length=1)
+    jwks_refetch_interval: float = Field(default=10.0, ge=0, allow_inf_nan=False)
+    jwks_max_age: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JwtConfig:
+        if (self.jwks_url is None) == (self.jwks_file is None):
+            raise ValueError("set exactly one of 'jwks_url' and 'jwks_file'")
+        return self
+
+
+class AuthConfig(_Model):
+    """OAuth 2.1 resource-server settings for the MCP endpoint (MCP authorization spec).
+
+    ``resource`` is the MCP endpoint's canonical URL, published in the RFC 9728 Protected
+    Resource Metadata (None: the request's public URL + ``/mcp``). ``authorization_servers``
+    defaults to the JWT issuer. ``required_scopes`` are all needed on every token (else 403
+    insufficient_scope). ``leeway`` is the clock skew allowed on ``exp``/``nbf``.
+    ``trust_forwarded_headers``: build metadata URLs from X-Forwarded-Proto/-Host or
+    Forwarded (only behind a proxy that sets them).
+    """
+
+    jwt: JwtConfig
+    resource: _HttpUrl | None = None
+    authorization_servers: list[_HttpUrl] = Field(default_factory=list)
+    scopes_supported: list[_Scope] = Field(default_factory=list)
+    required_scopes: list[_Scope] = Field(default_factory=list)
+    leeway: float = Field(default=30.0, ge=0, le=600, allow_inf_nan=False)
+    algorithms: list[Annotated[str, AfterValidator(_check_algorithm)]] = Field(
+        default_factory=lambda: list(DEFAULT_JWT_ALGORITHMS), min_length=1
+    )
+    trust_forwarded_headers: bool = False
+
+    @model_validator(mode="after")
+    def _default_servers(self) -> AuthConfig:
+        if not self.authorization_servers:
+            self.authorization_servers = [self.jwt.issuer]
+        return self
+
+
+def _check_rule(source: str) -> str:
+    from .policy.rules import compile_rule  # the CEL library loads only when rules are used
+
+    compile_rule(source)  # raises ValueError naming the problem
+    return source
+
+
+def _check_glob(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+class RateLimitConfig(_Model):
+    """A token bucket: ``rate`` calls per second refilled, up to ``burst`` at once.
+
+    ``per: principal`` counts every request of one principal; ``per: tool`` counts
+    ``tools/call`` requests of one principal to tools whose (prefixed) name matches the
+    shell-style glob ``tool``.
+    """
+
+    per: Literal["principal", "tool"]
+    tool: Annotated[str, AfterValidator(_check_glob)] | None = None
+    rate: float = Field(gt=0, allow_inf_nan=False)
+    burst: float | None = Field(default=None, ge=1, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _tool_fits_per(self) -> RateLimitConfig:
+        if self.per == "tool" and self.tool is None:
+            raise ValueError("'per: tool' needs a 'tool' glob such as 'k8s_*'")
+        if self.per == "principal" and self.tool is not None:
+            raise ValueError("'tool' goes with 'per: tool', not 'per: principal'")
+        if self.burst is None:
+            self.burst = max(1.0, self.rate)
+        return self
+
+
+class AuthorizationConfig(_Model):
+    """Who may do what. ``rules`` are CEL expressions over ``jwt`` (the token's claims)
+    and ``mcp`` (method, target, tool/prompt/resource, arguments); a request is allowed
+    when any rule is true (no rules: every authenticated request)."""
+
+    rules: list[Annotated[str, AfterValidator(_check_rule)]] = Field(default_factory=list)
+    rate_limits: list[RateLimitConfig] = Field(default_factory=list)
+
+
+class TokenExchangeConfig(_Model):
+    """RFC 8693 token exchange: the client's token is traded at ``token_endpoint`` for one
+    meant for this target (``audience``, optional ``resource`` and ``scope``); the gateway
+    authenticates with HTTP Basic ``client_id``/``client_secret``. The upstream's
+    authorization server must trust the gateway's client and the client token's issuer.
+    Results are cached until ``expires_in`` minus ``expiry_margin`` seconds."""
+
+    token_endpoint: _HttpUrl
+    audience: str = Field(min_length=1)
+    resource: _HttpUrl | None = None
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(min_length=1)
+    scope: str | None = Field(default=None, min_length=1)
+    timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    expiry_margin: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+
+
+def _check_claim_headers(value: dict[str, str]) -> dict[str, str]:
+    for header, claim in value.items():
+        if not header or any(c in header for c in "\r\n: \t") or not header.isascii():
+            raise ValueError(f"invalid header name {header!r}")
+        if header.lower() in _RESERVED_UPSTREAM_HEADERS:
+            raise ValueError(f"header {header!r} is set by the gateway and cannot come from a claim")
+        if not claim.strip():
+            raise ValueError(f"header {header!r}: the claim name must not be empty")
+    return value
+
+
 class TargetConfig(_Model):
     """One upstream MCP server. Its name becomes the tool/prompt prefix, hence the
     DNS-1123 restriction: it must be safe inside identifiers and URLs."""
@@ -269,6 +447,13 @@ class TargetConfig(_Model):
     sse_url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # Per-request upstream headers: header name <- claim of the caller's token (lists
+    # joined with ","). Not for stdio targets.
+    headers_from_claims: Annotated[dict[str, str], AfterValidator(_check_claim_headers)] = Field(
+        default_factory=dict
+    )
+    # Trade the caller's token for one meant for this target (RFC 8693). Not for stdio.
+    token_exchange: TokenExchangeConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -306,6 +491,18 @@ class TargetConfig(_Model):
                 f"target {self.name!r}: top-level 'headers' go with 'url'; for {kinds[0]} "
                 f"put them inside '{kinds[0]}:'"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _identity_needs_http(self) -> TargetConfig:
+        kinds = self._set_kinds()
+        if kinds == ["stdio"]:
+            used = [k for k in ("headers_from_claims", "token_exchange") if getattr(self, k)]
+            if used:
+                raise ValueError(
+                    f"target {self.name!r}: {' and '.join(used)} need an HTTP-based target "
+                    "(http, sse, url or openapi), not stdio"
+                )
         return self
 
     def _set_kinds(self) -> list[TargetKind]:
@@ -460,6 +657,10 @@ class GatewayConfig(_Model):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     targets: list[TargetConfig] = Field(default_factory=list)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
+    # OAuth 2.1 resource server for the MCP endpoint (None: no authentication).
+    auth: AuthConfig | None = None
+    # Rules and rate limits applied to requests (None: everything allowed).
+    authorization: AuthorizationConfig | None = None
 
     @field_validator("targets")
     @classmethod
