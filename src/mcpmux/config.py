@@ -559,6 +559,12 @@ class LimitsConfig(_Model):
     drain_timeout: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     # Targets connecting (process start, initialize, first listing) at the same time.
     connect_concurrency: int = Field(default=8, gt=0)
+    # stdio targets: processes of their own for clients that can be asked something
+    # (sampling, elicitation, roots) or that set a log level, per target; past it such
+    # clients share the target's process and are asked nothing.
+    max_client_processes: int = Field(default=8, ge=0)
+    # Seconds a client's own process may stay unused before it is stopped.
+    client_process_idle_timeout: float = Field(default=300.0, gt=0, allow_inf_nan=False)
 
 
 class LabelSelectorRequirement(_Model):

@@ -47,7 +47,6 @@ from .protocol import (
     LIST_METHODS,
     LOG_LEVELS,
     Kind,
-    most_verbose,
 )
 from .session import Call, ClientSession, Emit
 from .sessions import Sessions
@@ -59,6 +58,8 @@ from .upstream.base import UpstreamError, UpstreamSession
 log = logging.getLogger("mcpmux.dispatch")
 
 REAP_INTERVAL = 30.0
+#: Client capabilities a target may need a client's own session for.
+RELAYED = ("sampling", "elicitation", "roots")
 _tokens = itertools.count(1)
 #: What a denied or unknown name is called in the error (the same words for both).
 _WHAT = {"tools/call": "tool", "prompts/get": "prompt"}
@@ -71,6 +72,8 @@ class Dispatcher:
         self.sessions = Sessions(gateway.config.limits, store)
         self.bridge = Bridge()
         self._tasks = TaskOwner("dispatcher")
+        #: stdio targets whose client-process limit was reached (warned once).
+        self._overflowed: set[str] = set()
         gateway.on_list_changed = self.sessions.broadcast
         gateway.on_target_message = self._target_message
         gateway.on_target_removed = self._target_removed
@@ -117,17 +120,32 @@ class Dispatcher:
             return False
         await session.aclose()
         await self.gateway.subscriptions.drop(sid, self.gateway.targets)
-        await self._shared_log_levels()
         log.info("session %s: closed", sid[:8])
         return True
 
     async def _reap(self) -> None:
+        limits = self.gateway.config.limits
         while True:
-            await asyncio.sleep(REAP_INTERVAL)
-            limit = self.gateway.config.limits.session_idle_timeout
+            await asyncio.sleep(min(REAP_INTERVAL, limits.client_process_idle_timeout / 2))
+            limit = limits.session_idle_timeout
             for sid in self.sessions.idle(limit):
                 log.info("session %s: idle for over %.0f s; closing", sid[:8], limit)
                 await self.close_session(sid)
+            await self._reap_processes(limits.client_process_idle_timeout)
+
+    async def _reap_processes(self, limit: float) -> None:
+        """Stop clients' own processes of stdio targets that went unused for ``limit``
+        seconds; a later call starts a new one."""
+        now = time.monotonic()
+        for session in list(self.sessions.live.values()):
+            for name, up in list(session.upstreams.items()):
+                target = self.gateway.targets.get(name)
+                busy = any(entry[0] is up for entry in session.inflight.values())
+                if target is not None and target.shared and not busy and now - up.last_used > limit:
+                    log.info("session %s: its process of '%s' idle for %.0f s; stopping", session.id[:8],
+                             name, now - up.last_used)
+                    session.upstreams.pop(name, None)
+                    await up.aclose("idle")
 
     # -- what clients send ----------------------------------------------------
     async def notification(self, ctx: RequestContext, msg: Message) -> None:
@@ -320,24 +338,7 @@ class Dispatcher:
                     await up.request("logging/setLevel", {"level": level}, timeout=10)
                 except UpstreamError as exc:
                     log.info("session %s: setLevel on '%s' failed: %s", session.id[:8], name, exc.reason)
-        await self._shared_log_levels()
         return result(rid, {})
-
-    async def _shared_log_levels(self) -> None:
-        """A shared target logs at the most verbose level any client asked for."""
-        level = most_verbose([s.log_level for s in self.sessions.live.values() if s.log_level])
-        if level is None:
-            return
-        for t in self.gateway.targets.values():
-            if not t.shared or t.session is None or level == t.upstream_log_level:
-                continue
-            if "logging" not in t.catalog.capabilities:
-                continue
-            try:
-                await t.session.request("logging/setLevel", {"level": level}, timeout=t.config.timeout)
-                t.upstream_log_level = level
-            except UpstreamError as exc:
-                log.info("target '%s': setLevel failed: %s", t.name, exc.reason)
 
     # -- forwarding ------------------------------------------------------
     async def _forward(self, ctx: RequestContext, route: Route, msg: Message, params: dict[str, Any]) -> Message:
@@ -400,14 +401,20 @@ class Dispatcher:
 
     async def upstream_for(self, session: ClientSession, target: Target) -> UpstreamSession:
         """The upstream session this client uses for ``target`` (opened on first use).
-        A stateless (2026) request has no session of its own: it uses the target's."""
-        if target.shared or session.stateless or target.session_era(False) == "modern":
+
+        http and sse targets give each client a session of its own; so does a stdio
+        target to clients that may be asked something or want log lines (see
+        ``_own_process``). Everyone else, and every stateless (2026) request, uses the
+        target's shared session."""
+        up = session.upstreams.get(target.name)
+        if up is not None and not up.closed.is_set():
+            up.last_used = time.monotonic()
+            return up
+        if (session.stateless or target.session_era(False) == "modern"
+                or (target.shared and not self._own_process(session, target))):
             if target.session is None:
                 raise UpstreamError(target.name, f"not ready ({target.last_error or target.state})")
             return target.session
-        up = session.upstreams.get(target.name)
-        if up is not None and not up.closed.is_set():
-            return up
         lock = session.opening.setdefault(target.name, asyncio.Lock())
         async with lock:
             up = session.upstreams.get(target.name)
@@ -416,6 +423,8 @@ class Dispatcher:
             if session.closed:
                 raise UpstreamError(target.name, "client session closed")
             up = target.new_session(era=target.session_era(False))
+            up.single_owner = True
+            up.last_used = time.monotonic()
             up.on_unsolicited = lambda msg, upstream: self._unsolicited(session, msg, upstream)
             up.on_reopened = lambda upstream: self._restore(session, upstream)
             await up.open(session.capabilities, session.client_info, session.protocol_version)
@@ -427,6 +436,29 @@ class Dispatcher:
                 session.record.upstream_ids[target.name] = upstream_id
                 await self.sessions.save(session)
             return up
+
+    def _own_process(self, session: ClientSession, target: Target) -> bool:
+        """Does this client get a process of its own on a stdio target?
+
+        A shared process has one stream, and most of what it sends there names no call:
+        a log line, a sampling, elicitation or roots request. Relayed to the wrong client,
+        they show it another client's traffic and let it answer for it. So a client that
+        can be asked something, or that set a log level, gets its own process, started on
+        its first call with exactly its capabilities; at most ``limits.max_client_processes``
+        per target, so the count is bounded by the config, never by the number of clients.
+        Past that, the client shares the target's process and is asked nothing."""
+        if not (session.log_level is not None or any(k in session.capabilities for k in RELAYED)):
+            return False
+        limit = self.gateway.config.limits.max_client_processes
+        used = sum(1 for s in self.sessions.live.values()
+                   if (u := s.upstreams.get(target.name)) is not None and not u.closed.is_set())
+        if used < limit:
+            return True
+        if target.name not in self._overflowed:
+            self._overflowed.add(target.name)
+            log.warning("target '%s': %d client processes (limits.max_client_processes); further "
+                        "clients share its process and get no server requests or log lines", target.name, used)
+        return False
 
     async def _restore(self, session: ClientSession, upstream: UpstreamSession) -> None:
         """The target lost this client's session (it restarted) and a new one replaced it:
@@ -477,7 +509,8 @@ class Dispatcher:
             elif method == "ping":
                 reply = result(msg["id"], {})
             else:
-                reply = error(msg["id"], -32601, f"{method} needs a call in flight to relay it")
+                reply = error(msg["id"], -32601, f"{method} cannot be relayed: this session is shared "
+                              "and nothing ties the request to one client's call")
             try:
                 await upstream.respond(reply)
             except UpstreamError:
@@ -492,10 +525,9 @@ class Dispatcher:
                 follower = self.sessions.follower(sid)
                 if follower is not None:
                     follower.post(exposed)
-        elif method == "notifications/message" and target.shared:
-            for s in list(self.sessions.live.values()):
-                if s.log_level is not None and s.admits(msg):
-                    s.post(msg)
+        elif method == "notifications/message":
+            # A shared session's log line names no call: it is nobody's to see.
+            log.debug("target '%s': log line on its shared session not relayed", target.name)
 
     async def _target_removed(self, name: str) -> None:
         """A removed target's sessions of each client close with it."""

@@ -104,6 +104,3 @@ def log_admits(level: str | None, msg: dict[str, Any]) -> bool:
     rank = LEVEL_RANK.get(got, len(LEVEL_RANK)) if isinstance(got, str) else len(LEVEL_RANK)
     return rank >= LEVEL_RANK[level]
 
-
-def most_verbose(levels: list[str]) -> str | None:
-    return min(levels, key=LEVEL_RANK.__getitem__) if levels else None

@@ -193,7 +193,8 @@ class ClientSession:
 
     async def cancel(self, params: dict[str, Any]) -> None:
         """``notifications/cancelled`` for one of this client's requests in flight."""
-        entry = self.inflight.get(params.get("requestId"))
+        rid = params.get("requestId")
+        entry = self.inflight.get(rid) if isinstance(rid, str | int) else None
         if entry is None:
             return
         upstream, rid, task, call = entry

@@ -100,8 +100,7 @@ class Target:
         #: gateway's subscription registry answers; a modern target's listen stream asks).
         self._resource_uris = resource_uris or tuple
         self._session_factory = session_factory
-        #: The level the shared session logs at (the most verbose any client asked for).
-        self.upstream_log_level: str | None = None
+
 
     @property
     def shared(self) -> bool:

@@ -10,8 +10,7 @@ valid id or null, SSE bodies parse), the gateway never answers "internal gateway
 error", and the process stays alive. A second property checks that one session's
 traffic never reaches another session. The last test checks that nothing leaked.
 
-Known bugs are pinned by the ``xfail(strict=True)`` tests at the end of the file; the
-properties skip exactly those inputs (see ``_known_bug``) so they keep guarding the rest.
+What the fuzzing found is kept as plain regression tests at the end of the file.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from tests.support.gateway import Gateway, run_gateway
@@ -332,36 +331,6 @@ def mutations(sid: str) -> st.SearchStrategy[str]:
                             sid.replace(sid[0], "g" if sid[0] != "g" else "h", 1), "0" * len(sid)])
 
 
-# ------------------------------------------------------------------------ known bugs
-
-
-def _known_bug(headers: dict[str, bytes], body: bytes) -> str | None:
-    """Inputs that hit a bug already pinned by an xfail test below (kept out of the
-    properties so they keep guarding everything else)."""
-    if os.environ.get("MCPMUX_FUZZ_KNOWN_BUGS"):  # to check that the properties still find them
-        return None
-    try:
-        msg = json.loads(body)
-    except ValueError:
-        return None
-    if isinstance(msg, dict) and msg.get("jsonrpc") == "2.0" and "id" not in msg:
-        if msg.get("method") == "notifications/cancelled":
-            params = msg.get("params")
-            if isinstance(params, list) and params:  # test_cancelled_with_list_params_is_not_500
-                return "list params"
-            if isinstance(params, dict) and isinstance(params.get("requestId"), list | dict):
-                return "unhashable requestId"  # test_cancelled_with_unhashable_request_id_is_not_500
-    return None
-
-
-def _known_bug_last_event_id(last: bytes | None) -> bool:
-    """test_last_event_id_with_a_superscript_digit_is_not_500: ``s1-²`` passes isdigit()."""
-    if last is None:
-        return False
-    seq = last.decode("latin-1").rpartition("-")[2]
-    return seq.isdigit() and not seq.isascii()
-
-
 # ------------------------------------------------------------------ property: POST /mcp
 
 
@@ -391,7 +360,6 @@ def test_post_anything_is_never_5xx(
     for name in ("Mcp-Method", "Mcp-Name", "Last-Event-ID", "Origin"):
         if not data.draw(st.integers(0, 4)):
             headers[name] = data.draw(header_value("tools/call", "clock_now", "http://localhost"))
-    assume(_known_bug(headers, body) is None)
     resp = http.post(gw.mcp_url, content=body, headers=headers)
     try:
         sent: Any = json.loads(body)
@@ -436,7 +404,6 @@ def client_messages(draw: st.DrawFn) -> dict[str, Any]:
 def test_notifications_and_responses_in_a_session_are_never_5xx(
     gw: Gateway, http: httpx.Client, victim: Session, legacy: LegacyConn, msg: dict[str, Any], legacy_conn: bool
 ) -> None:
-    assume(_known_bug({}, dumps(msg, True)) is None)
     if legacy_conn:
         resp = http.post(legacy.endpoint, content=dumps(msg, True), headers={"Content-Type": "application/json"})
     else:
@@ -585,7 +552,6 @@ def test_get_and_delete_with_garbage_headers_are_never_5xx(
         headers["Last-Event-ID"] = last
     if version is not None:
         headers["MCP-Protocol-Version"] = version
-    assume(not (sid == "live" and _known_bug_last_event_id(last)))
     if verb == "DELETE" and sid == "live":
         verb = "GET"  # the live session is deleted only by its fixture
     with http.stream(verb, gw.mcp_url, headers=headers, timeout=STREAM_TIMEOUT) as resp:
@@ -606,7 +572,6 @@ def test_last_event_id_on_a_live_session_is_never_5xx(
     gw: Gateway, http: httpx.Client, in_flight: Session, last: bytes, version: bytes | None
 ) -> None:
     """Resumption with ids that name (or nearly name) a stream that is still open."""
-    assume(not _known_bug_last_event_id(last))
     headers = {"Accept": b"text/event-stream", "Mcp-Session-Id": in_flight.sid.encode(), "Last-Event-ID": last}
     if version is not None:
         headers["MCP-Protocol-Version"] = version
@@ -682,7 +647,6 @@ def legacy(gw: Gateway) -> Iterator[LegacyConn]:
 def test_legacy_messages_are_never_5xx(
     gw: Gateway, http: httpx.Client, legacy: LegacyConn, body: bytes, target: str, garbage: str, ctype: bytes
 ) -> None:
-    assume(_known_bug({}, body) is None)
     url = legacy.endpoint
     if target == "garbage":
         url = url.split("?")[0] + "?" + str(httpx.QueryParams({"sessionId": garbage}))
@@ -824,7 +788,6 @@ def run_b(p: Pair, action: tuple[Any, ...], a_sid: str) -> None:
         b.delete()
         p.b = open_session(p.gw.mcp_url)
     elif kind == "raw":
-        assume(_known_bug({}, dumps(action[1], True)) is None)
         check_answer(b.post(action[1]), action[1])
 
 
@@ -838,9 +801,6 @@ a_call = st.one_of(
 @FUZZ
 @given(b_actions=st.lists(b_action, min_size=1, max_size=5), call=a_call, a_id=st.integers(0, 8), token=st.integers(0, 8))
 def test_no_cross_session_effect(pair: Pair, b_actions: list[tuple[Any, ...]], call: tuple[Any, ...], a_id: int, token: int) -> None:
-    for action in b_actions:  # B's raw messages may be known-bug inputs: skip before A starts
-        if action[0] == "raw":
-            assume(_known_bug({}, dumps(action[1], True)) is None)
     a = pair.a
     kind = call[0]
     if kind == "add":
@@ -930,14 +890,9 @@ def test_after_fuzzing_targets_ready_and_nothing_leaked(
     assert "Traceback" not in gw.log(), gw.log()[-4000:]
 
 
-# --------------------------------------------------------------------- known bugs (xfail)
+# ------------------------------------------------- bugs the fuzzing found (regression tests)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: GET /mcp with Last-Event-ID '<live stream>-²' is a 500: listener/http.py _get "
-    "checks seq.isdigit() (true for latin-1 superscript digits) then calls int(seq)",
-)
 def test_last_event_id_with_a_superscript_digit_is_not_500(gw: Gateway, in_flight: Session) -> None:
     headers = {"Accept": "text/event-stream", "Mcp-Session-Id": in_flight.sid.encode(),
                "MCP-Protocol-Version": VERSION.encode(), "Last-Event-ID": b"s1-\xb2"}  # "s1-²"
@@ -949,21 +904,11 @@ def _post_raw(gw: Gateway, victim: Session, msg: Any) -> httpx.Response:
     return httpx.post(gw.mcp_url, content=json.dumps(msg), headers=victim.headers(), timeout=10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: notifications/cancelled whose params is a non-empty JSON array is a 500: "
-    "jsonrpc.validate accepts list params, session.on_notification calls params.get()",
-)
 def test_cancelled_with_list_params_is_not_500(gw: Gateway, victim: Session) -> None:
     resp = _post_raw(gw, victim, {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": [1]})
     assert resp.status_code < 500, resp.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: notifications/cancelled with an array or object requestId is a 500: "
-    "session.on_notification looks it up in a dict (unhashable type)",
-)
 def test_cancelled_with_unhashable_request_id_is_not_500(gw: Gateway, victim: Session) -> None:
     msg = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": [1]}}
     resp = _post_raw(gw, victim, msg)

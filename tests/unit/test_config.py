@@ -139,6 +139,8 @@ targets:
         "page_size": 0,
         "drain_timeout": 30.0,
         "connect_concurrency": 8,
+        "max_client_processes": 8,
+        "client_process_idle_timeout": 300.0,
     }
     spec = cfg.targets[0].spec
     assert isinstance(spec, StdioSpec)

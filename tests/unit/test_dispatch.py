@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import orjson
-from tests.support.fake_upstream import Client, FakeServer, FakeSession, core
+from tests.support.fake_upstream import Client, FakeServer, FakeSession, ToolHandler, core
 
 from mcpmux.context import RequestContext
 from mcpmux.dispatch import Dispatcher
@@ -135,17 +135,95 @@ async def test_a_shared_target_is_subscribed_once_whatever_the_number_of_followe
         assert d.gateway.subscriptions.uris("a") == []
 
 
-async def test_a_shared_target_logs_at_the_most_verbose_level_and_each_client_gets_its_own() -> None:
+async def test_log_lines_of_a_shared_process_reach_nobody_and_a_client_s_own_reach_only_it() -> None:
     srv = servers()
     async with core(srv) as d:
         quiet, chatty = await Client.connect(d), await Client.connect(d)
-        await quiet.request("logging/setLevel", {"level": "error"})
         await chatty.request("logging/setLevel", {"level": "debug"})
-        levels = [m["params"]["level"] for m in srv["a"].requests("logging/setLevel")]
-        assert levels == ["error", "debug"]
-        await srv["a"].log(srv["a"].sessions[0], "warning", "disk almost full")
-        assert [m["params"]["data"] for m in chatty.outbox()] == ["disk almost full"]
+        await quiet.request("tools/call", {"name": "a_echo", "arguments": {}})
+        await chatty.request("tools/call", {"name": "a_echo", "arguments": {}})
+        shared, own = srv["a"].sessions  # the target's process, and chatty's own
+        assert [s for s, m in srv["a"].received if m.get("method") == "tools/call"] == [shared, own]
+        assert [m["params"] for m in srv["a"].requests("logging/setLevel")] == [{"level": "debug"}]
+        await srv["a"].log(shared, "warning", "whose is this?")
+        await srv["a"].log(own, "warning", "chatty's")
+        assert [m["params"]["data"] for m in chatty.outbox()] == ["chatty's"]
         assert quiet.outbox() == []
+
+
+async def slow_ask(server: FakeServer, session: FakeSession, msg: Message) -> Message:
+    """Asks the client for sampling, unattributed, as a stdio server does."""
+    answer = await server.ask(session, "sampling/createMessage", {"messages": [{"secret": msg["id"]}]})
+    return {"result": {"content": [], "answer": answer}}
+
+
+def blocking() -> tuple[ToolHandler, asyncio.Event, asyncio.Event]:
+    """A tool that runs until released, and the events to see it start and release it."""
+    started, hold = asyncio.Event(), asyncio.Event()
+
+    async def blocks(_s: FakeServer, _f: FakeSession, _m: Message) -> Message:
+        started.set()
+        await hold.wait()
+        return {"result": {"content": []}}
+
+    return blocks, started, hold
+
+
+async def test_a_client_is_never_asked_what_another_client_s_call_caused() -> None:
+    blocks, started, hold = blocking()
+    srv = {"a": FakeServer({"ask": slow_ask, "echo": echo, "blocks": blocks}), "b": FakeServer({})}
+    async with core(srv) as d:
+        able = await Client.connect(d, {"sampling": {}})
+        asked: list[Message] = []
+
+        async def answer(msg: Message) -> dict[str, Any]:
+            asked.append(msg)
+            return {"result": {"role": "assistant", "content": {"type": "text", "text": "mine"}}}
+
+        able.on_request = answer
+        plain = await Client.connect(d)
+        # The client that can answer has its own process: its request is its own.
+        resp = await able.request("tools/call", {"name": "a_ask"})
+        assert resp["result"]["answer"]["result"]["content"]["text"] == "mine"
+        assert len(asked) == 1
+        # The other client's call, on the shared process, is refused cleanly; the able
+        # client is not asked, even while it has a call in flight.
+        pending = asyncio.ensure_future(able.request("tools/call", {"name": "a_blocks"}))
+        await started.wait()
+        resp = await plain.request("tools/call", {"name": "a_ask"})
+        assert resp["result"]["answer"]["error"]["code"] == -32601
+        assert len(asked) == 1 and plain.streamed == []
+        hold.set()
+        assert "result" in await pending
+
+
+async def test_two_calls_in_flight_on_a_shared_process_leave_its_request_unanswered_by_either() -> None:
+    blocks, started, hold = blocking()
+    srv = {"a": FakeServer({"ask": slow_ask, "blocks": blocks}), "b": FakeServer({})}
+    async with core(srv, limits={"max_client_processes": 0}) as d:  # everyone shares
+        one, two = await Client.connect(d, {"sampling": {}}), await Client.connect(d, {"sampling": {}})
+        pending = asyncio.ensure_future(one.request("tools/call", {"name": "a_blocks"}))
+        await started.wait()
+        resp = await two.request("tools/call", {"name": "a_ask"})
+        assert "cannot be relayed" in resp["result"]["answer"]["error"]["message"]
+        assert one.streamed == [] and two.streamed == []
+        hold.set()
+        assert "result" in await pending
+        assert len(srv["a"].sessions) == 1  # no process of their own: the limit is 0
+
+
+async def test_client_processes_are_bounded_per_target_and_stopped_when_idle() -> None:
+    srv = servers()
+    async with core(srv, limits={"max_client_processes": 1}) as d:
+        first, second = await Client.connect(d, {"roots": {}}), await Client.connect(d, {"roots": {}})
+        await first.request("tools/call", {"name": "a_echo", "arguments": {}})
+        await second.request("tools/call", {"name": "a_echo", "arguments": {}})
+        shared, own = srv["a"].sessions
+        assert [s for s, m in srv["a"].received if m.get("method") == "tools/call"] == [own, shared]
+        await d._reap_processes(0)  # idle for longer than 0 s: stopped
+        assert own.closed.is_set() and "a" not in first.session.upstreams
+        await second.request("tools/call", {"name": "a_echo", "arguments": {}})  # the slot is free
+        assert len(srv["a"].sessions) == 3 and not srv["a"].sessions[2].closed.is_set()
 
 
 async def test_a_server_request_for_a_capability_the_client_lacks_is_refused_to_the_target() -> None:

@@ -176,7 +176,7 @@ class StreamableHTTP:
         if last:
             key, _, seq = last.rpartition("-")
             stream = session.response_streams.get(key)
-            if stream is not None and seq.isdigit():
+            if stream is not None and seq.isascii() and seq.isdigit():
                 await stream.resume(send, int(seq))
                 stream_done(session, stream)
                 return

@@ -65,6 +65,9 @@ class UpstreamSession:
     modern = False
     #: A modern target that also accepts the initialize handshake.
     dual = False
+    #: The session is one client's own (not the target's shared or catalog session):
+    #: whatever arrives on it that no call's stream carried is still that client's.
+    single_owner = False
 
     def __init__(self, target: str, timeout: float) -> None:
         self.target = target
@@ -245,21 +248,7 @@ class UpstreamSession:
             return
         if is_request(msg):
             if sink is None:
-                candidates = self._candidate_sinks(msg["method"])
-                if len({c.owner for c in candidates}) > 1:
-                    await self.respond(
-                        {
-                            "jsonrpc": "2.0",
-                            "id": msg["id"],
-                            "error": {
-                                "code": -32603,
-                                "message": f"{msg['method']} is ambiguous: calls of several "
-                                "clients are in flight on this shared connection",
-                            },
-                        }
-                    )
-                    return
-                sink = candidates[0] if candidates else None
+                sink = self._attributed_sink()
             if sink is not None:
                 await sink.server_request(msg, self)
             elif self.on_unsolicited is not None:
@@ -275,18 +264,20 @@ class UpstreamSession:
             return
         log.warning("target '%s' sent an invalid JSON-RPC message; ignored", self.target)
 
-    def _candidate_sinks(self, method: str) -> list[CallSink]:
-        """The calls in flight a server request may belong to, oldest first.
+    def _attributed_sink(self) -> CallSink | None:
+        """The call a server request arrived without a per-call stream belongs to, when
+        that cannot be wrong.
 
-        On transports without per-call streams (stdio, legacy SSE) nothing on the wire
-        links a server request to the call that caused it. Calls whose client could not
-        answer it are left out (when there are some that could); if the rest belong to
-        more than one client the caller must not guess: a wrong guess shows one client's
-        prompt to another and returns another client's answer.
+        On stdio and legacy SSE nothing on the wire links a server request to the call
+        that caused it. A session of one client's own: it is that client's, on the stream
+        of its oldest call. A shared session: only when exactly one call is in flight (the
+        stream is in order, so the request is that call's); with more, nobody is asked:
+        a wrong guess shows one client's prompt to another and returns another's answer.
         """
         sinks = [sink for _, sink in self._pending.values() if sink is not None]
-        able = [sink for sink in sinks if sink.accepts(method)]
-        return able or sinks[:1]
+        if self.single_owner or len(sinks) == 1:
+            return sinks[0] if sinks else None
+        return None
 
     # -- transport hooks -------------------------------------------------
     async def _connect(self) -> None:
