@@ -12,18 +12,19 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import uvicorn
 
-from . import __version__
+from . import __version__, redact
 from .admin import admin_app
 from .config import ConfigError, GatewayConfig, config_from_dict, load_config
 from .discovery.file import ConfigFileSource
 from .gateway import Gateway
 from .listener.http import StreamableHTTP
 from .listener.legacy_sse import LegacySSE
+from .upstream import http as upstream_http
 
 log = logging.getLogger("mcpmux")
 
@@ -43,6 +44,20 @@ def _bound_port(server: uvicorn.Server) -> int:
     return 0
 
 
+def apply_limits(config: GatewayConfig) -> None:
+    """Limits enforced outside the gateway object (upstream reads, URI routing), taken
+    from each config as it is loaded or applied."""
+    upstream_http.configure_limits(config)
+
+
+def _applying(reload: Callable[[GatewayConfig], Awaitable[None]]) -> Callable[[GatewayConfig], Awaitable[None]]:
+    async def apply(config: GatewayConfig) -> None:
+        apply_limits(config)
+        await reload(config)
+
+    return apply
+
+
 def load(path: str | None) -> tuple[GatewayConfig, str | None]:
     """The config to run and the file to watch: -c FILE, else ./mcpmux.yaml, else the demo."""
     if not path and Path("mcpmux.yaml").is_file():
@@ -58,6 +73,7 @@ async def serve(
     config: GatewayConfig, path: str | None, ready_file: str | None = None, bridge: str | None = None
 ) -> None:
     """``run`` (and, with ``bridge`` naming the command, ``bridge``: one target, transparent)."""
+    apply_limits(config)
     gateway = Gateway(config)
     source = path or (f"bridge: {bridge}" if bridge else "embedded demo")
     if path is None:
@@ -80,7 +96,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     await gateway.start()
     if path is not None:
-        watcher = ConfigFileSource(path, gateway.reload)
+        watcher = ConfigFileSource(path, _applying(gateway.reload))
         gateway.config_status = watcher.status
         gateway.add_source("file", watcher.run)
     tasks = [asyncio.create_task(s.serve(), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
@@ -134,6 +150,7 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
     from .listener.stdio import StdioFront, open_stdio, take_stdout
 
     out = take_stdout()  # first: from here on a stray print cannot corrupt the protocol
+    apply_limits(config)
     gateway = Gateway(config)
     if path is None:
         gateway.config_source = "demo"
@@ -149,7 +166,7 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
     reader, write = await open_stdio(out)
     await gateway.start()
     if path is not None:
-        watcher = ConfigFileSource(path, gateway.reload)
+        watcher = ConfigFileSource(path, _applying(gateway.reload))
         gateway.config_status = watcher.status
         gateway.add_source("file", watcher.run)
     tasks = [asyncio.create_task(s.serve(), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
@@ -218,6 +235,8 @@ def _setup_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    # Secrets (${VAR} values, configured headers) are masked in every line written.
+    redact.install()
 
 
 def main(argv: list[str] | None = None) -> int:

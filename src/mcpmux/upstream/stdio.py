@@ -11,6 +11,7 @@ import orjson
 
 from ..config import StdioSpec
 from ..jsonrpc import Message
+from ..redact import redact
 from .base import UpstreamError, UpstreamSession
 from .process import ChildProcess
 
@@ -102,7 +103,7 @@ class StdioSession(UpstreamSession):
         while line := await self.proc.stderr.readline():
             text = line.decode("utf-8", "replace").rstrip()
             if text:
-                self.stderr_tail.append(text[:300])
+                self.stderr_tail.append(redact(text)[:300])
             child.info("%s", text)
 
     async def _send(self, msg: Message) -> None:
