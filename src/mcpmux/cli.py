@@ -24,6 +24,7 @@ from .discovery.file import ConfigFileSource
 from .gateway import Gateway
 from .listener.http import StreamableHTTP
 from .listener.legacy_sse import LegacySSE
+from .multiplexer import catalog
 from .upstream import http as upstream_http
 
 log = logging.getLogger("mcpmux")
@@ -48,6 +49,7 @@ def apply_limits(config: GatewayConfig) -> None:
     """Limits enforced outside the gateway object (upstream reads, URI routing), taken
     from each config as it is loaded or applied."""
     upstream_http.configure_limits(config)
+    catalog.configure(config.limits.max_uri_bytes)
 
 
 def _applying(reload: Callable[[GatewayConfig], Awaitable[None]]) -> Callable[[GatewayConfig], Awaitable[None]]:

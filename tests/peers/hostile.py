@@ -151,7 +151,8 @@ class HostileHttpServer:
                 elif name == "echo_auth":
                     self._echo_auth()
                 else:
-                    self._json({"id": rid, "result": {"content": [{"type": "text", "text": "ok"}]}})
+                    text = "ok" if name == "ok" else f"{name} at {self.server.server_address[1]}"
+                    self._json({"id": rid, "result": {"content": [{"type": "text", "text": text}]}})
 
             def _echo_auth(self) -> None:
                 echoed = "".join(f"{k}: {v}\n" for k, v in self.headers.items())
