@@ -234,3 +234,61 @@ class RecordingServer:
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
+
+
+# ------------------------------------------------------------------ stdio: immortal
+
+IMMORTAL_TOOLS = [{"name": "pids", "description": "This process and its helpers.",
+                   "inputSchema": {"type": "object"}}]
+
+
+def immortal() -> None:
+    """A stdio MCP server that outlives everything it can: it ignores SIGTERM, SIGHUP and
+    stdin EOF, and starts two helpers that ignore them too, one in its process group and
+    one that escapes it with setsid. ``pids`` answers all three pids."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    sleeper = [sys.executable, "-c",
+               "import signal,time\n"
+               "for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT): signal.signal(s, signal.SIG_IGN)\n"
+               "time.sleep(3600)"]
+    helpers = [subprocess.Popen(sleeper, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL),
+               subprocess.Popen(sleeper, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                start_new_session=True)]
+    out = sys.stdout.buffer
+    for raw in sys.stdin.buffer:
+        msg = orjson.loads(raw)
+        rid, method = msg.get("id"), msg.get("method")
+        if rid is None:
+            continue
+        if method == "initialize":
+            result: dict[str, Any] = {
+                "protocolVersion": msg["params"].get("protocolVersion", "2025-06-18"),
+                "capabilities": {"tools": {}}, "serverInfo": {"name": "immortal", "version": "0"}}
+        elif method == "tools/list":
+            result = {"tools": IMMORTAL_TOOLS}
+        elif method == "tools/call":
+            pids = {"server": os.getpid(), "helpers": [h.pid for h in helpers]}
+            result = {"content": [{"type": "text", "text": orjson.dumps(pids).decode()}],
+                      "structuredContent": pids}
+        else:
+            result = {}
+        out.write(orjson.dumps({"jsonrpc": "2.0", "id": rid, "result": result}) + b"\n")
+        out.flush()
+    while True:  # stdin EOF: keep living
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["immortal"]:
+        immortal()
+    else:
+        sys.exit(f"usage: {sys.argv[0]} immortal")
