@@ -54,6 +54,11 @@ class ConfigFileSource:
         return name in self._names or name.startswith("..")
 
     async def run(self) -> None:
+        # watchfiles logs every filtered batch at debug level ("all changes filtered
+        # out"): with the log beside the config that is the same loop, one level down.
+        wlog = logging.getLogger("watchfiles.main")
+        if wlog.getEffectiveLevel() < logging.INFO:
+            wlog.setLevel(logging.INFO)
         directory = self.path.absolute().parent
         resolved = self.path.resolve()
         self._names = {self.path.name, resolved.name}
