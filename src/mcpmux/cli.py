@@ -22,6 +22,7 @@ from .admin import admin_app
 from .config import ConfigError, GatewayConfig, config_from_dict, load_config
 from .discovery.file import ConfigFileSource
 from .gateway import Gateway
+from .listener.guard import HostGuard, guarded_protocol
 from .listener.http import StreamableHTTP
 from .listener.legacy_sse import LegacySSE
 from .multiplexer import catalog
@@ -60,6 +61,22 @@ def _applying(reload: Callable[[GatewayConfig], Awaitable[None]]) -> Callable[[G
     return apply
 
 
+def _listener_config(app: object, config: GatewayConfig, host: str, port: int, jsonrpc: bool,
+                     **extra: object) -> uvicorn.Config:
+    """uvicorn settings shared by the MCP and admin listeners: the Host check and header
+    limits (listener/guard.py), keep-alive, header timeout and connection limits. These
+    are read at start; a reload does not change them."""
+    limits = config.limits
+    guarded = HostGuard(app, host, config.allowed_hosts, limits.max_header_bytes, jsonrpc=jsonrpc)
+    return uvicorn.Config(
+        guarded, host=host, port=port, lifespan="off", log_level="warning", access_log=False, loop="none",
+        http=guarded_protocol(limits.max_header_bytes, limits.header_timeout, limits.max_connections),
+        timeout_keep_alive=max(1, round(limits.keepalive_timeout)),
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
 def load(path: str | None) -> tuple[GatewayConfig, str | None]:
     """The config to run and the file to watch: -c FILE, else ./mcpmux.yaml, else the demo."""
     if not path and Path("mcpmux.yaml").is_file():
@@ -83,15 +100,13 @@ async def serve(
     gateway.transparent = bridge is not None
     app = StreamableHTTP(gateway)
     legacy = LegacySSE(gateway).mount(app)
-    mcp = _Server(uvicorn.Config(app, host=config.listen.host, port=config.listen.port,
-                                 lifespan="off", log_level="warning", access_log=False,
-                                 http="httptools", loop="none", timeout_graceful_shutdown=3,
-                                 proxy_headers=False, server_header=False, date_header=False))
+    mcp = _Server(_listener_config(app, config, config.listen.host, config.listen.port, True,
+                                   timeout_graceful_shutdown=3, proxy_headers=False,
+                                   server_header=False, date_header=False))
     servers = [mcp]
     if config.admin.enabled:
-        servers.append(_Server(uvicorn.Config(admin_app(gateway), host=config.admin.host, port=config.admin.port,
-                                              lifespan="off", log_level="warning", access_log=False,
-                                              loop="none", timeout_graceful_shutdown=1)))
+        servers.append(_Server(_listener_config(admin_app(gateway), config, config.admin.host, config.admin.port,
+                                                False, timeout_graceful_shutdown=1)))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -158,9 +173,8 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
         gateway.config_source = "demo"
     servers: list[_Server] = []
     if "enabled" in config.admin.model_fields_set and config.admin.enabled:
-        servers.append(_Server(uvicorn.Config(admin_app(gateway), host=config.admin.host, port=config.admin.port,
-                                              lifespan="off", log_level="warning", access_log=False,
-                                              log_config=None, loop="none", timeout_graceful_shutdown=1)))
+        servers.append(_Server(_listener_config(admin_app(gateway), config, config.admin.host, config.admin.port,
+                                                False, log_config=None, timeout_graceful_shutdown=1)))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
