@@ -17,12 +17,13 @@ from pathlib import Path
 
 import uvicorn
 
-from . import __version__
+from . import __version__, redact
 from .admin import admin_app
 from .config import ConfigError, GatewayConfig, config_from_dict, load_config
 from .discovery.file import ConfigFileSource
 from .dispatch import Dispatcher
 from .gateway import Gateway
+from .listener.guard import HostGuard, guarded_protocol
 from .listener.http import StreamableHTTP
 from .listener.legacy_sse import LegacySSE
 
@@ -42,6 +43,22 @@ def _bound_port(server: uvicorn.Server) -> int:
         for sock in s.sockets:
             return int(sock.getsockname()[1])
     return 0
+
+
+def _listener_config(app: object, config: GatewayConfig, host: str, port: int, jsonrpc: bool,
+                     **extra: object) -> uvicorn.Config:
+    """uvicorn settings shared by the MCP and admin listeners: the Host check and header
+    limits (listener/guard.py), keep-alive, header timeout and connection limits. These
+    are read at start; a reload does not change them."""
+    limits = config.limits
+    guarded = HostGuard(app, host, config.allowed_hosts, limits.max_header_bytes, jsonrpc=jsonrpc)
+    return uvicorn.Config(
+        guarded, host=host, port=port, lifespan="off", log_level="warning", access_log=False, loop="none",
+        http=guarded_protocol(limits.max_header_bytes, limits.header_timeout, limits.max_connections),
+        timeout_keep_alive=max(1, round(limits.keepalive_timeout)),
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 def load(path: str | None) -> tuple[GatewayConfig, str | None]:
@@ -67,15 +84,13 @@ async def serve(
     dispatcher = Dispatcher(gateway)
     app = StreamableHTTP(dispatcher)
     legacy = LegacySSE(dispatcher).mount(app)
-    mcp = _Server(uvicorn.Config(app, host=config.listen.host, port=config.listen.port,
-                                 lifespan="off", log_level="warning", access_log=False,
-                                 http="httptools", loop="none", timeout_graceful_shutdown=3,
-                                 proxy_headers=False, server_header=False, date_header=False))
+    mcp = _Server(_listener_config(app, config, config.listen.host, config.listen.port, True,
+                                   timeout_graceful_shutdown=3, proxy_headers=False,
+                                   server_header=False, date_header=False))
     servers = [mcp]
     if config.admin.enabled:
-        servers.append(_Server(uvicorn.Config(admin_app(dispatcher), host=config.admin.host, port=config.admin.port,
-                                              lifespan="off", log_level="warning", access_log=False,
-                                              loop="none", timeout_graceful_shutdown=1)))
+        servers.append(_Server(_listener_config(admin_app(dispatcher), config, config.admin.host, config.admin.port,
+                                                False, timeout_graceful_shutdown=1)))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -142,9 +157,8 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
     dispatcher = Dispatcher(gateway)
     servers: list[_Server] = []
     if "enabled" in config.admin.model_fields_set and config.admin.enabled:
-        servers.append(_Server(uvicorn.Config(admin_app(dispatcher), host=config.admin.host, port=config.admin.port,
-                                              lifespan="off", log_level="warning", access_log=False,
-                                              log_config=None, loop="none", timeout_graceful_shutdown=1)))
+        servers.append(_Server(_listener_config(admin_app(dispatcher), config, config.admin.host, config.admin.port,
+                                                False, log_config=None, timeout_graceful_shutdown=1)))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -221,6 +235,8 @@ def _setup_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    # Secrets (${VAR} values, configured headers) are masked in every line written.
+    redact.install()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from . import redact
+
 __all__ = [
     "AdminConfig",
     "AuthConfig",
@@ -82,7 +84,9 @@ class ConfigError(Exception):
     """
 
     def __init__(self, errors: list[str], source: str = "<string>") -> None:
-        self.errors = list(errors)
+        # Masked: a message may quote a value that came from ${SECRET} (a token put in
+        # the wrong field), and these lines reach the log and /api/config/status.
+        self.errors = [redact.redact(e) for e in errors]
         self.source = source
         super().__init__(self.errors, source)  # args that rebuild it (pickle, copy)
 
@@ -139,6 +143,8 @@ def _check_header_map(value: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"invalid header name {k!r}")
         if "\r" in v or "\n" in v:
             raise ValueError(f"header {k!r}: value must not contain line breaks")
+    # Header values carry API keys and tokens: never print them (see redact.py).
+    redact.register_headers(value)
     return value
 
 
@@ -454,6 +460,8 @@ class TargetConfig(_Model):
     )
     # Trade the caller's token for one meant for this target (RFC 8693). Not for stdio.
     token_exchange: TokenExchangeConfig | None = None
+    # Overrides limits.max_response_bytes for this target (a JSON answer, one SSE event).
+    max_response_bytes: int | None = Field(default=None, gt=0)
 
     @field_validator("name")
     @classmethod
@@ -565,6 +573,19 @@ class LimitsConfig(_Model):
     max_client_processes: int = Field(default=8, ge=0)
     # Seconds a client's own process may stay unused before it is stopped.
     client_process_idle_timeout: float = Field(default=300.0, gt=0, allow_inf_nan=False)
+    # Largest answer read from an upstream: a JSON body, one SSE event, an OpenAPI
+    # response. Past it the call fails with an error naming the target and the limit.
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Largest resource URI a client may send (template routing is linear, but bounded).
+    max_uri_bytes: int = Field(default=8 * 1024, gt=0)
+    # Listeners: request line + headers of one request (431 past it).
+    max_header_bytes: int = Field(default=64 * 1024, gt=0)
+    # Seconds a client may take to send a request's headers (slowloris).
+    header_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # Seconds an idle keep-alive connection is kept open.
+    keepalive_timeout: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    # Open client connections per listener; past it new ones get 503.
+    max_connections: int = Field(default=1000, gt=0)
 
 
 class LabelSelectorRequirement(_Model):
@@ -660,6 +681,9 @@ class GatewayConfig(_Model):
     allowed_origins: list[Annotated[str, AfterValidator(_check_origin)]] = Field(
         default_factory=list
     )
+    # Host header values accepted besides loopback names and the listen host (DNS-rebinding
+    # protection); "*" = any. Bound to 0.0.0.0/:: with this empty, any host is accepted.
+    allowed_hosts: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     targets: list[TargetConfig] = Field(default_factory=list)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
@@ -722,6 +746,8 @@ def _expand(
         value = env.get(name)
         if parsed.group("sep") is not None:
             # Shell semantics: the default also applies when the variable is empty.
+            if value:
+                redact.register(value)
             return value if value else parsed.group("default")
         if value is None:
             problems.append(
@@ -729,6 +755,8 @@ def _expand(
                 f"(use ${{{name}:-default}} to make it optional) (line {line_of(m.start())})"
             )
             return m.group(0)
+        # A value from the environment may be a secret wherever it lands: never print it.
+        redact.register(value)
         return value
 
     return _REF.sub(replace, text), problems

@@ -48,6 +48,7 @@ from .protocol import (
     LOG_LEVELS,
     Kind,
 )
+from .redact import redact
 from .session import Call, ClientSession, Emit
 from .sessions import Sessions
 from .state import SessionRecord, SessionStore
@@ -386,7 +387,7 @@ class Dispatcher:
             finally:
                 session.inflight.pop(rid, None)
         except UpstreamError as exc:
-            return error(rid, TARGET_UNAVAILABLE, str(exc), {"target": route.target})
+            return error(rid, TARGET_UNAVAILABLE, redact(str(exc)), {"target": route.target})
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if not call.cancelled or task is None:

@@ -105,6 +105,7 @@ class Gateway:
                     continue
                 target = Target(cfg, self._catalog_changed, self._target_message, src, self._connect_slots,
                                 resource_uris=self._uris_of(name), session_factory=self._session_factory)
+                target.max_response_bytes = self.config.limits.max_response_bytes
                 self.targets[name] = target
                 target.start()
         self._catalog_changed(None)
@@ -129,8 +130,10 @@ class Gateway:
                 log.warning("config: '%s' changed; it takes effect on restart", section)
         config = config.model_copy(update={"listen": old.listen, "admin": old.admin})
         self.config = config
+        for target in self.targets.values():
+            target.max_response_bytes = config.limits.max_response_bytes
         await self.apply(config.targets, source=self.config_source)
-        if old.prefix != config.prefix:
+        if old.prefix != config.prefix or old.limits.max_uri_bytes != config.limits.max_uri_bytes:
             self._catalog_changed(None)
         if getattr(old, "discovery", None) != getattr(config, "discovery", None):
             self._start_discovery()
@@ -176,7 +179,7 @@ class Gateway:
         """Rebuild the view; tell clients what changed (and what a target announced)."""
         ready = [(t.name, t.catalog) for t in self.targets.values() if t.ready]
         old = self.view
-        self.view = build_view(ready, self.config.prefix, len(self.targets))
+        self.view = build_view(ready, self.config.prefix, len(self.targets), self.config.limits.max_uri_bytes)
         changed = {CHANGED[k] for k in KINDS if old.digests.get(k, b"[]") != self.view.digests[k]}
         changed |= {CHANGED[k] for k in announced or ()}
         for method in sorted(changed):

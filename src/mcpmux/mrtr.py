@@ -28,6 +28,7 @@ from .jsonrpc import (
     result,
 )
 from .protocol import MISSING_CAPABILITY, log_admits, missing_capability
+from .redact import redact
 from .session import Call, ClientSession, Emit
 from .tasks import TaskOwner
 from .upstream.base import UpstreamError, UpstreamSession
@@ -256,7 +257,7 @@ class Bridge:
         if kind != "request":
             await self.continuations.drop(held, "done")
             if kind == "error":
-                return error(rid, TARGET_UNAVAILABLE, str(value), {"target": held.target})
+                return error(rid, TARGET_UNAVAILABLE, redact(str(value)), {"target": held.target})
             return {**value, "id": rid}
         assert upstream is not None
         needed = missing_capability(session.capabilities, value.get("method", ""))

@@ -26,13 +26,36 @@ class Event:
     retry: int | None = None
 
 
-class Parser:
-    """Incremental SSE parser (WHATWG rules for the fields MCP uses)."""
+class EventTooLarge(ValueError):
+    """An upstream's SSE line (or the data of one event) passed the parser's limit.
 
-    def __init__(self) -> None:
+    Without a limit an endless line without a newline is buffered until memory runs
+    out; the caller turns this into an error naming the target, and drops the stream.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an SSE event larger than {limit} bytes")
+        self.limit = limit
+
+
+#: Default bound on one line / one event's data (callers pass the target's limit).
+DEFAULT_MAX_EVENT = 16 * 1024 * 1024
+
+
+class Parser:
+    """Incremental SSE parser (WHATWG rules for the fields MCP uses).
+
+    ``max_event`` bounds the bytes buffered for one event (its unfinished line plus the
+    ``data:`` lines already seen): past it ``feed`` raises :class:`EventTooLarge`.
+    """
+
+    def __init__(self, max_event: int = DEFAULT_MAX_EVENT) -> None:
+        self.max_event = max_event
         #: Pieces of a line not yet ended; joined once, when its newline arrives, so a large
         #: message split into many chunks costs O(size), not O(size**2) re-scans and copies.
         self._partial: list[bytes] = []
+        self._partial_size = 0
+        self._data_size = 0
         self._first_line = True
         self._event: str | None = None
         self._data: list[str] = []
@@ -52,6 +75,9 @@ class Parser:
                 self._partial.append(line)
                 line = b"".join(self._partial)
                 self._partial.clear()
+                self._partial_size = 0
+            if len(line) + self._data_size > self.max_event:
+                raise EventTooLarge(self.max_event)
             if line.endswith(b"\r"):
                 line = line[:-1]
             if self._first_line:  # WHATWG: one leading BOM is not part of the stream
@@ -61,6 +87,9 @@ class Parser:
             if ev is not None:
                 events.append(ev)
         if start < len(chunk):
+            self._partial_size += len(chunk) - start
+            if self._partial_size + self._data_size > self.max_event:
+                raise EventTooLarge(self.max_event)
             self._partial.append(chunk[start:])
         return events
 
@@ -74,6 +103,7 @@ class Parser:
                 return None
             ev = Event(self._event or "message", "\n".join(self._data), self._id, self._retry)
             self._event, self._data, self._retry = None, [], None
+            self._data_size = 0
             return ev
         if line.startswith(":"):
             return None
@@ -82,6 +112,7 @@ class Parser:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._data_size += len(value) + 1
         elif name == "event":
             self._event = value
         elif name == "id":

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .jsonrpc import INVALID_PARAMS, Message, error, result
+from .redact import redact
 from .upstream.base import UpstreamError
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class SubscriptionRegistry:
             resp = await session.request("resources/subscribe", {"uri": uri}, timeout=target.config.timeout)
         except UpstreamError as exc:
             self._discard(target.name, uri, sid)
-            return error(None, -32001, str(exc), {"target": target.name})
+            return error(None, -32001, redact(str(exc)), {"target": target.name})
         if "result" in resp:
             subs.add(sid)
         else:

@@ -26,8 +26,9 @@ from .config import HttpSpec, SseSpec, StdioSpec, TargetConfig, UrlSpec
 from .jsonrpc import Message, obj
 from .multiplexer.catalog import TargetCatalog
 from .protocol import CAPABILITY, KINDS, LIST_CHANGED, Kind
+from .redact import redact
 from .tasks import TaskOwner
-from .upstream.base import UpstreamError, UpstreamSession
+from .upstream.base import DEFAULT_MAX_RESPONSE, UpstreamError, UpstreamSession
 from .upstream.http import HttpSession
 from .upstream.sse import SseSession
 from .upstream.stdio import StdioSession
@@ -100,6 +101,8 @@ class Target:
         #: gateway's subscription registry answers; a modern target's listen stream asks).
         self._resource_uris = resource_uris or tuple
         self._session_factory = session_factory
+        #: limits.max_response_bytes (the gateway keeps it current across reloads).
+        self.max_response_bytes = DEFAULT_MAX_RESPONSE
 
 
     @property
@@ -133,6 +136,11 @@ class Target:
     def new_session(self, listen: bool = True, era: str | None = None) -> UpstreamSession:
         if self._session_factory is not None:
             return self._session_factory(self, listen, era)
+        session = self._new_session(listen, era)
+        session.max_response_bytes = self.config.max_response_bytes or self.max_response_bytes
+        return session
+
+    def _new_session(self, listen: bool, era: str | None) -> UpstreamSession:
         spec = self.config.spec
         if isinstance(spec, StdioSpec):
             return StdioSession(self.name, spec, self.config.timeout)
@@ -235,7 +243,7 @@ class Target:
             except Exception as exc:  # garbage from the target must not kill the supervisor
                 log.exception("target '%s': unexpected error", self.name)
                 error = f"{type(exc).__name__}: {exc}"
-            error = _one_line(error)
+            error = _one_line(redact(error))
             await session.aclose(error)
             was_ready = self.session is session
             self.session = None

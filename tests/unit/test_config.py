@@ -141,6 +141,12 @@ targets:
         "connect_concurrency": 8,
         "max_client_processes": 8,
         "client_process_idle_timeout": 300.0,
+        "max_response_bytes": 16 * 1024 * 1024,
+        "max_uri_bytes": 8 * 1024,
+        "max_header_bytes": 64 * 1024,
+        "header_timeout": 10.0,
+        "keepalive_timeout": 5.0,
+        "max_connections": 1000,
     }
     spec = cfg.targets[0].spec
     assert isinstance(spec, StdioSpec)

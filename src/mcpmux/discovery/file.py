@@ -2,8 +2,12 @@
 
 Uses ``watchfiles`` (inotify, already a uvicorn dependency) on the file's
 directory, so editors that replace the file and Kubernetes ConfigMaps that swap
-a ``..data`` symlink are both seen. Every event re-reads the file; the content
-hash decides whether anything changed.
+a ``..data`` symlink are both seen. Only events about the file itself (its name,
+whatever the editor did to put it there) and ConfigMap's ``..``-entries count:
+with the gateway's log file in the same directory, every log line was an event,
+and watchfiles logs each event batch ("1 change detected") -- the watcher fed
+itself about ten times a second forever. Every relevant event re-reads the file;
+the content hash decides whether anything changed.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class ConfigFileSource:
             "lastCheckedAt": time.time(),
         }
         self._digest = self._read_digest()
+        self._names = {self.path.name}
 
     def _read_digest(self) -> str | None:
         try:
@@ -41,11 +46,27 @@ class ConfigFileSource:
         except OSError:
             return None
 
+    def relevant(self, _change: watchfiles.Change, path: str) -> bool:
+        """Is an event in the watched directory about the config file? Its own name (a
+        write, or a rename into place), the name it resolves to, or a ConfigMap's
+        ``..data``/``..2024_...`` swap; never the log file or editors' temporaries."""
+        name = Path(path).name
+        return name in self._names or name.startswith("..")
+
     async def run(self) -> None:
-        directory = self.path.resolve().parent
+        # watchfiles logs every filtered batch at debug level ("all changes filtered
+        # out"): with the log beside the config that is the same loop, one level down.
+        wlog = logging.getLogger("watchfiles.main")
+        if wlog.getEffectiveLevel() < logging.INFO:
+            wlog.setLevel(logging.INFO)
+        directory = self.path.absolute().parent
+        resolved = self.path.resolve()
+        self._names = {self.path.name, resolved.name}
         # Not recursive: the file itself, editors' rename-into-place and a ConfigMap's
         # `..data` symlink swap all happen in this directory.
-        async for _ in watchfiles.awatch(directory, debounce=200, step=50, recursive=False):
+        dirs = {directory, resolved.parent}
+        async for _ in watchfiles.awatch(*dirs, debounce=200, step=50, recursive=False,
+                                         watch_filter=self.relevant):
             await self.check()
 
     async def check(self) -> None:

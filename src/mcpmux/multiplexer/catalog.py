@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +18,10 @@ import orjson
 
 from ..jsonrpc import INVALID_PARAMS, RPCError
 from ..protocol import KINDS, Kind
-from .naming import prefixed_name, prefixed_uri, split_uri, template_regex
+from .naming import TemplateMatcher, prefixed_name, prefixed_uri, split_uri
+
+#: limits.max_uri_bytes when nothing else says.
+DEFAULT_MAX_URI_BYTES = 8 * 1024
 
 log = logging.getLogger("mcpmux.catalog")
 
@@ -63,16 +65,26 @@ class View:
     #: original URI -> targets that list it (for URIs clients learned from content).
     original_uris: dict[str, list[str]] = field(default_factory=dict)
     #: (matcher of the exposed template, matcher of the original, route)
-    templates: list[tuple[re.Pattern[str], re.Pattern[str], Route]] = field(default_factory=list)
+    templates: list[tuple[TemplateMatcher, TemplateMatcher, Route]] = field(default_factory=list)
     targets: set[str] = field(default_factory=set)
     #: exposed template URI -> route (for completion/complete ref/resource).
     template_uris: dict[str, Route] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
     digests: dict[Kind, bytes] = field(default_factory=dict)
+    max_uri_bytes: int = DEFAULT_MAX_URI_BYTES
 
     # -- routing ---------------------------------------------------------
     def route_uri(self, uri: str) -> Route | None:
-        """Find the owner of a resource URI: listed, template-matched or prefix-parsed."""
+        """Find the owner of a resource URI: listed, template-matched or prefix-parsed.
+
+        Raises RPCError (-32602) for a URI over ``limits.max_uri_bytes`` and for one that
+        templates of two targets match equally well (see ``_route_template``)."""
+        if len(uri) > self.max_uri_bytes or len(uri.encode()) > self.max_uri_bytes:
+            raise RPCError(
+                INVALID_PARAMS,
+                f"resource URI too long: {len(uri.encode())} bytes, the limit is "
+                f"{self.max_uri_bytes} (limits.max_uri_bytes)",
+            )
         route = self.resources.get(uri)
         if route is not None:
             return route
@@ -84,10 +96,36 @@ class View:
         if owners and len(owners) == 1:
             return Route(owners[0], uri)
         # A URI the client built from a template, or learned from a result's content.
+        return self._route_template(uri)
+
+    def _route_template(self, uri: str) -> Route | None:
+        """The most specific matching template wins (most literal characters, then the
+        longest literal prefix): a target listing ``{+any}`` must not capture URIs another
+        target's ``files://{name}`` describes. Equally specific templates of two targets
+        are refused as ambiguous rather than guessed (the prefixed URI is unambiguous)."""
+        best: tuple[int, int] | None = None
+        owners: list[str] = []
         for _, original, route in self.templates:
-            if original.match(uri):
-                return Route(route.target, uri)
-        return None
+            if best is not None and original.specificity() < best:
+                continue
+            if not original.match(uri):
+                continue
+            score = original.specificity()
+            if best is None or score > best:
+                best, owners = score, [route.target]
+            elif route.target not in owners:
+                owners.append(route.target)
+        if not owners:
+            return None
+        if len(owners) > 1:
+            raise RPCError(
+                INVALID_PARAMS,
+                f"resource URI {uri[:200]!r} is ambiguous: templates of targets "
+                + " and ".join(f"'{t}'" for t in owners)
+                + " match it equally; use a prefixed URI",
+                {"uri": uri[:200], "targets": owners},
+            )
+        return Route(owners[0], uri)
 
     def expose_uri(self, target: str, uri: str) -> str:
         return prefixed_uri(target, uri) if self.prefixed else uri
@@ -163,12 +201,13 @@ def _decode_cursor(cursor: str, kind: str) -> list[list[Any]]:
 
 
 def build_view(
-    catalogs: list[tuple[str, TargetCatalog]], mode: str, configured: int
+    catalogs: list[tuple[str, TargetCatalog]], mode: str, configured: int,
+    max_uri_bytes: int = DEFAULT_MAX_URI_BYTES,
 ) -> View:
     """Merge ready targets' catalogs. ``configured`` counts all targets, ready or not,
     so names do not change when one target goes down."""
     prefixed = mode == "always" or (mode == "conditional" and configured >= 2)
-    view = View(prefixed=prefixed)
+    view = View(prefixed=prefixed, max_uri_bytes=max_uri_bytes)
     for target, cat in catalogs:
         view.targets.add(target)
         for kind in ("tools", "prompts"):
@@ -180,11 +219,16 @@ def build_view(
                     continue
                 exposed = prefixed_name(target, name) if prefixed else name
                 if exposed in table:
-                    other = table[exposed].target
-                    exposed = prefixed_name(target, name)
+                    other = table[exposed]
+                    if other == Route(target, name):  # the target lists it twice
+                        view.conflicts.append(f"{kind[:-1]} '{name}' is listed twice by target '{target}'; "
+                                              "listed once")
+                        log.warning("%s", view.conflicts[-1])
+                        continue
+                    exposed = _unique_name(table, target, name)
                     view.conflicts.append(
                         f"{kind[:-1]} '{name}' of target '{target}' clashes with target "
-                        f"'{other}'; exposed as '{exposed}'"
+                        f"'{other.target}'; exposed as '{exposed}'"
                     )
                     log.warning("%s", view.conflicts[-1])
                 table[exposed] = Route(target, name)
@@ -200,10 +244,13 @@ def build_view(
                 continue
             exposed = prefixed_uri(target, uri) if prefixed else uri
             if exposed in view.resources:
+                other = view.resources[exposed]
                 exposed = prefixed_uri(target, uri)
+                if exposed in view.resources:  # listed twice by this target
+                    continue
                 view.conflicts.append(
                     f"resource '{uri}' of target '{target}' clashes with target "
-                    f"'{view.resources[uri].target}'; exposed as '{exposed}'"
+                    f"'{other.target}'; exposed as '{exposed}'"
                 )
             view.resources[exposed] = Route(target, uri)
             view.original_uris.setdefault(uri, []).append(target)
@@ -216,10 +263,25 @@ def build_view(
                 continue
             exposed = prefixed_uri(target, tpl) if prefixed else tpl
             route = Route(target, tpl)
-            view.templates.append((template_regex(exposed), template_regex(tpl), route))
+            view.templates.append((TemplateMatcher(exposed), TemplateMatcher(tpl), route))
             view.template_uris[exposed] = route
             tpl_items.append(item if exposed == tpl else {**item, "uriTemplate": exposed})
         view.lists["resourceTemplates"].append((target, tpl_items))
     for kind in KINDS:
         view.digests[kind] = orjson.dumps(view.lists[kind])
     return view
+
+
+def _unique_name(table: dict[str, Route], target: str, name: str) -> str:
+    """A clashing name, prefixed; if even that is taken (another target lists a tool
+    literally called ``b_x``), numbered, so every exposed name stays unique and routable.
+
+    Fix (hardening): the prefixed fallback was not checked, so it could overwrite an
+    existing entry: the list showed the name twice and one of the two was unreachable.
+    """
+    exposed = prefixed_name(target, name)
+    n = 2
+    while exposed in table:
+        exposed = prefixed_name(target, f"{name}_{n}")
+        n += 1
+    return exposed

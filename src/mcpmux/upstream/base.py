@@ -15,6 +15,8 @@ from ..tasks import TaskOwner
 
 log = logging.getLogger("mcpmux.upstream")
 
+#: limits.max_response_bytes when nothing else says.
+DEFAULT_MAX_RESPONSE = 16 * 1024 * 1024
 SUPPORTED_VERSIONS = HANDSHAKE_VERSIONS
 LATEST_VERSION = LATEST_HANDSHAKE
 
@@ -68,6 +70,9 @@ class UpstreamSession:
     #: The session is one client's own (not the target's shared or catalog session):
     #: whatever arrives on it that no call's stream carried is still that client's.
     single_owner = False
+    #: Largest answer (a JSON body, one SSE event) read from the target; the target
+    #: sets it from ``limits.max_response_bytes`` or its own ``max_response_bytes``.
+    max_response_bytes = DEFAULT_MAX_RESPONSE
 
     def __init__(self, target: str, timeout: float) -> None:
         self.target = target

@@ -6,15 +6,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import orjson
 
 from .. import era
 from ..jsonrpc import Message, obj
-from ..sse import Parser
+from ..redact import redact
+from ..sse import EventTooLarge, Parser
 from .base import CallSink, UpstreamError, UpstreamSession
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger("mcpmux.upstream.http")
 
@@ -23,6 +28,56 @@ ACCEPT = "application/json, text/event-stream"
 MAX_RESUMES = 5
 #: How long a new session waits for its GET stream to open before serving requests.
 GET_OPEN_WAIT = 2.0
+#: Characters of an error body kept for the error message (and all that is read of it).
+ERROR_BODY_CHARS = 300
+
+# -- bounded reads -----------------------------------------------------------------
+# ``resp.read()`` reads whole: a target answering with a 1 GB body drove the gateway to
+# 3.1 GB. Every upstream answer is read incrementally and refused past the session's
+# ``max_response_bytes`` (``limits.max_response_bytes``, or the target's own).
+
+
+def upstream_error(target: str, text: str, status: int | None = None) -> UpstreamError:
+    """An UpstreamError whose text is masked: it reaches lastError, logs and clients,
+    and an upstream's text may quote our own credentials (a 401 echoing headers)."""
+    return UpstreamError(target, redact(text), status)
+
+
+def too_large(target: str, limit: int, what: str = "answer") -> UpstreamError:
+    return UpstreamError(
+        target, f"{what} larger than {limit} bytes (limits.max_response_bytes); refused"
+    )
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int, target: str) -> bytes:
+    """The body, read chunk by chunk; past ``limit`` the connection is closed and an
+    UpstreamError names the target and the limit."""
+    if resp.content_length is not None and resp.content_length > limit:
+        resp.close()
+        raise too_large(target, limit)
+    buf = bytearray()
+    async for chunk in resp.content.iter_any():
+        if len(buf) + len(chunk) > limit:
+            resp.close()
+            raise too_large(target, limit)
+        buf += chunk
+    return bytes(buf)
+
+
+def redirect_error(target: str, url: str, resp: aiohttp.ClientResponse) -> UpstreamError:
+    """Redirects are never followed: a configured ``X-Api-Key`` or bearer token sent to
+    the Location's origin would leak it (a target's cross-origin 307 did exactly that).
+    The operator points the target at the final URL instead."""
+    location = resp.headers.get("Location", "")
+    parts = urlsplit(urljoin(url, location))
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else "(no Location)"
+    resp.close()
+    return upstream_error(
+        target,
+        f"answered HTTP {resp.status}, a redirect to {origin}; redirects are not followed "
+        "(configured headers must not reach another origin): set the target's url to the final address",
+        resp.status,
+    )
 
 
 class SessionExpired(Exception):
@@ -52,8 +107,11 @@ class HttpSession(UpstreamSession):
         era_hint: str | None = None,
         tool_schema: Callable[[Any], Any] | None = None,
         stream_client: aiohttp.ClientSession | None = None,
+        max_response_bytes: int | None = None,
     ) -> None:
         super().__init__(target, timeout)
+        if max_response_bytes is not None:
+            self.max_response_bytes = max_response_bytes
         self.streams = stream_client or client
         #: For a modern catalog session: the resource URIs to follow on subscriptions/listen.
         self.resource_uris: Callable[[], Any] | None = None
@@ -73,6 +131,11 @@ class HttpSession(UpstreamSession):
         self.listen = listen
         self._reinit_lock = asyncio.Lock()
         self._generation = 0
+
+    @property
+    def max_response(self) -> int:
+        """Bytes one answer (JSON body or SSE event) may have."""
+        return self.max_response_bytes
 
     def _headers(self, msg: Message | None = None) -> dict[str, str]:
         h = {"Accept": ACCEPT, "Content-Type": "application/json", **self.headers}
@@ -235,12 +298,13 @@ class HttpSession(UpstreamSession):
                 async with self.streams.post(
                     self.url, data=orjson.dumps(msg), headers=self._headers(msg),
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
+                    allow_redirects=False,
                 ) as resp:
                     if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                         log.info("target '%s': no subscriptions/listen stream (HTTP %d)", self.target, resp.status)
                         return
                     backoff = 1.0
-                    parser = Parser()
+                    parser = Parser(self.max_response)
                     async for chunk in resp.content.iter_any():
                         for ev in parser.feed(chunk):
                             if not ev.data:
@@ -255,6 +319,8 @@ class HttpSession(UpstreamSession):
                                 self._acknowledged(note, uris, acked)
                                 continue
                             await self.dispatch(_untagged(note))
+            except EventTooLarge as exc:
+                log.warning("target '%s': listen stream dropped: %s", self.target, exc)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.debug("target '%s': listen stream broke: %r", self.target, exc)
             await asyncio.sleep(backoff)
@@ -278,13 +344,13 @@ class HttpSession(UpstreamSession):
             return await self._post(msg, sink)
         except SessionExpired:
             if msg.get("method") == "initialize":
-                raise UpstreamError(self.target, "initialize answered 404") from None
+                raise upstream_error(self.target, "initialize answered 404") from None
             if await self._reinitialize() and self.on_reopened is not None:
                 await self.on_reopened(self)
             try:
                 return await self._post(msg, sink)
             except SessionExpired:
-                raise UpstreamError(self.target, "session expired again after re-initialize") from None
+                raise upstream_error(self.target, "session expired again after re-initialize") from None
 
     async def _reinitialize(self) -> bool:
         """The target restarted: open a fresh session once, however many calls noticed.
@@ -307,31 +373,35 @@ class HttpSession(UpstreamSession):
                 # opens a fresh one next time instead of reusing a broken one.
                 reason = exc.reason if isinstance(exc, UpstreamError) else "re-initialize timed out"
                 self.lost(f"re-initialize failed: {reason}")
-                raise UpstreamError(self.target, f"session expired and re-initialize failed: {reason}") from None
+                raise upstream_error(self.target, f"session expired and re-initialize failed: {reason}") from None
             return True
 
     async def _post(self, msg: Message, sink: CallSink | None) -> Message:
         body = orjson.dumps(msg)
         try:
-            async with self.client.post(self.url, data=body, headers=self._headers(msg)) as resp:
+            async with self.client.post(
+                self.url, data=body, headers=self._headers(msg), allow_redirects=False
+            ) as resp:
+                if 300 <= resp.status < 400:
+                    raise redirect_error(self.target, self.url, resp)
                 if resp.status in (400, 404) and self.session_id and msg.get("method") != "initialize":
                     text = await _http_error(resp)
                     if _session_unknown(resp.status, text):
                         raise SessionExpired
-                    raise UpstreamError(self.target, text, resp.status)
+                    raise upstream_error(self.target, text, resp.status)
                 if "id" not in msg or "method" not in msg:
                     if resp.status >= 400:
-                        raise UpstreamError(self.target, await _http_error(resp), resp.status)
+                        raise upstream_error(self.target, await _http_error(resp), resp.status)
                     return {}
                 if resp.status >= 400:
                     if self.modern and resp.headers.get("Content-Type", "").startswith("application/json"):
                         # 2026 answers protocol errors with 4xx and a JSON-RPC error: pass it on.
                         with contextlib.suppress(ValueError):
-                            data = orjson.loads(await resp.read())
+                            data = orjson.loads(await read_limited(resp, self.max_response, self.target))
                             if isinstance(data, dict) and "error" in data and data.get("id") == msg["id"]:
                                 return data
                     text = await _http_error(resp)
-                    raise UpstreamError(self.target, text, resp.status)
+                    raise upstream_error(self.target, text, resp.status)
                 if msg["method"] == "initialize":
                     sid = resp.headers.get("Mcp-Session-Id")
                     if sid:
@@ -340,24 +410,24 @@ class HttpSession(UpstreamSession):
                 if ctype.startswith("text/event-stream"):
                     return await self._read_stream(resp, msg["id"], sink)
                 if ctype.startswith("application/json"):
-                    raw = await resp.read()
+                    raw = await read_limited(resp, self.max_response, self.target)
                     try:
                         data = orjson.loads(raw)
                     except orjson.JSONDecodeError:
-                        raise UpstreamError(self.target, "answered with invalid JSON") from None
+                        raise upstream_error(self.target, "answered with invalid JSON") from None
                     if isinstance(data, dict) and data.get("id") == msg["id"]:
                         return data
-                    raise UpstreamError(self.target, "answered with a message that is not our response")
-                raise UpstreamError(
+                    raise upstream_error(self.target, "answered with a message that is not our response")
+                raise upstream_error(
                     self.target, f"answered with unexpected content type {ctype or '(none)'}"
                 )
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(self.target, f"HTTP error: {_short(exc)}") from exc
+            raise upstream_error(self.target, f"HTTP error: {_short(exc)}") from exc
 
     async def _read_stream(
         self, resp: aiohttp.ClientResponse, rid: Any, sink: CallSink | None
     ) -> Message:
-        parser = Parser()
+        parser = Parser(self.max_response)
         resumes = 0
         while True:
             found = await self._consume(resp, parser, rid, sink)
@@ -365,7 +435,7 @@ class HttpSession(UpstreamSession):
                 return found
             # The stream ended before our response: resume it (2025-11-25 polling).
             if parser.last_event_id is None or resumes >= MAX_RESUMES:
-                raise UpstreamError(self.target, "response stream ended without a response")
+                raise upstream_error(self.target, "response stream ended without a response")
             resumes += 1
             paused = getattr(sink, "paused", None)
             if paused is not None:
@@ -374,17 +444,22 @@ class HttpSession(UpstreamSession):
             headers = self._headers()
             headers["Accept"] = "text/event-stream"
             headers["Last-Event-ID"] = parser.last_event_id
-            resp = await self.streams.get(self.url, headers=headers)
+            resp = await self.streams.get(self.url, headers=headers, allow_redirects=False)
             if resp.status != 200:
                 resp.release()
-                raise UpstreamError(self.target, f"resuming the response stream got HTTP {resp.status}")
+                raise upstream_error(self.target, f"resuming the response stream got HTTP {resp.status}")
 
     async def _consume(
         self, resp: aiohttp.ClientResponse, parser: Parser, rid: Any, sink: CallSink | None
     ) -> Message | None:
         try:
             async for chunk in resp.content.iter_any():
-                for ev in parser.feed(chunk):
+                try:
+                    events = parser.feed(chunk)
+                except EventTooLarge as exc:
+                    resp.close()
+                    raise too_large(self.target, exc.limit, "SSE event") from None
+                for ev in events:
                     if not ev.data or ev.event != "message":
                         continue
                     try:
@@ -405,7 +480,7 @@ class HttpSession(UpstreamSession):
         ``opened`` is set once the first attempt has an answer (open, refused or failed).
         """
         backoff = 1.0
-        parser = Parser()
+        parser = Parser(self.max_response)
         while not self.closed.is_set() and generation == self._generation:
             headers = self._headers()
             headers["Accept"] = "text/event-stream"
@@ -414,7 +489,8 @@ class HttpSession(UpstreamSession):
                 headers["Last-Event-ID"] = parser.last_event_id
             try:
                 async with self.streams.get(
-                    self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
+                    self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None),
+                    allow_redirects=False,
                 ) as resp:
                     opened.set()
                     if resp.status == 405:
@@ -433,6 +509,10 @@ class HttpSession(UpstreamSession):
                                 except orjson.JSONDecodeError:
                                     continue
                                 await self.dispatch(msg)
+            except EventTooLarge as exc:
+                # The stream is dropped and reopened (after the backoff) with a new parser.
+                log.warning("target '%s': GET stream dropped: %s", self.target, exc)
+                parser = Parser(self.max_response)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.debug("target '%s': GET stream broke: %r", self.target, exc)
             opened.set()
@@ -443,7 +523,7 @@ class HttpSession(UpstreamSession):
         try:
             await self._post(msg, None)
         except SessionExpired:
-            raise UpstreamError(self.target, "session expired") from None
+            raise upstream_error(self.target, "session expired") from None
 
     async def _disconnect(self) -> None:
         if not self.session_id:
@@ -451,7 +531,7 @@ class HttpSession(UpstreamSession):
         headers = self._headers()
         try:
             async with self.client.delete(
-                self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=2)
+                self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=2), allow_redirects=False
             ):
                 pass
         except (aiohttp.ClientError, OSError, TimeoutError):
@@ -460,11 +540,26 @@ class HttpSession(UpstreamSession):
 
 
 async def _http_error(resp: aiohttp.ClientResponse) -> str:
+    """``HTTP 500: <first 300 characters of the body>``, masked. Only that much is read
+    (a 300 MB error body cost 651 MB to keep 300 characters); the rest is dropped with
+    the connection."""
+    return f"HTTP {resp.status}" + (f": {b}" if (b := await error_body(resp)) else "")
+
+
+async def error_body(resp: aiohttp.ClientResponse, chars: int = ERROR_BODY_CHARS) -> str:
+    want = chars * 4  # UTF-8: at most 4 bytes a character
+    raw = bytearray()
     try:
-        body = (await resp.read())[:300].decode("utf-8", "replace").strip()
+        while len(raw) < want:
+            chunk = await resp.content.read(want - len(raw))
+            if not chunk:
+                break
+            raw += chunk
     except Exception:
-        body = ""
-    return f"HTTP {resp.status}" + (f": {body}" if body else "")
+        pass
+    if not resp.content.is_eof():
+        resp.close()
+    return redact(raw.decode("utf-8", "replace")[:chars].strip())
 
 
 def _untagged(note: Message) -> Message:

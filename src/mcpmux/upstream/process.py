@@ -6,6 +6,10 @@ child that closes its stdout never produces EOF and closing its stdin never
 tells it to stop. Here ``subprocess.Popen(close_fds=True)`` starts the child,
 the pipes are attached to the running loop, and exit is observed through a
 pidfd, so behaviour is the same on uvloop and the default loop.
+
+On Linux the command runs under ``reaper.py`` (see there): a shim that kills the
+command and everything it started when the gateway dies, even by SIGKILL. ``pid`` is
+then the shim's (the process group's); ``command_pid`` the command's own.
 """
 
 from __future__ import annotations
@@ -13,15 +17,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+#: The shim, run by path with ``-I -S``: only the standard library is imported.
+REAPER = Path(__file__).with_name("reaper.py")
+USE_REAPER = sys.platform.startswith("linux") and REAPER.is_file()
+
+
+def _check_command(command: str, env: Mapping[str, str], cwd: str | None) -> None:
+    """Raise what Popen would for a missing or non-executable command: under the shim,
+    Popen starts Python, and the operator must still read "command not found: X"."""
+    if cwd is not None and not os.path.isdir(cwd):
+        raise FileNotFoundError(2, "No such file or directory", cwd)
+    if os.sep in command:
+        path = os.path.join(cwd or ".", command)
+        if not os.path.exists(path):
+            raise FileNotFoundError(2, "No such file or directory", command)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise PermissionError(13, "Permission denied", command)
+        return
+    if shutil.which(command, path=env.get("PATH", os.defpath)) is None:
+        raise FileNotFoundError(2, "No such file or directory", command)
+
+
+def with_reaper(argv: Sequence[str]) -> list[str]:
+    """``argv`` run under the reaper shim, whose parent is this process."""
+    return [sys.executable, "-I", "-S", str(REAPER), "--parent", str(os.getpid()), "--", *argv]
 
 
 class ChildProcess:
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], reaped: bool = False) -> None:
         self.popen = popen
+        #: The process started (the shim under a reaper) and its process group's id.
         self.pid = popen.pid
+        self.reaped = reaped
+        self._command_pid: int | None = None if reaped else popen.pid
         self.stdout = asyncio.StreamReader(limit=2**26)
         self.stderr = asyncio.StreamReader(limit=2**20)
         self.stdin: asyncio.StreamWriter | None = None
@@ -35,6 +70,10 @@ class ChildProcess:
         cwd: str | None,
         stdout_limit: int,
     ) -> ChildProcess:
+        reaped = USE_REAPER
+        if reaped:
+            _check_command(argv[0], env, cwd)
+            argv = with_reaper(argv)
         popen = subprocess.Popen(  # noqa: ASYNC220 - fork+exec is fast; see the module docstring
             list(argv),
             stdin=subprocess.PIPE,
@@ -46,7 +85,7 @@ class ChildProcess:
             start_new_session=True,  # its own process group: we can stop its children too
             bufsize=0,
         )
-        child = cls(popen)
+        child = cls(popen, reaped)
         child.stdout = asyncio.StreamReader(limit=stdout_limit)
         loop = asyncio.get_running_loop()
         assert popen.stdin and popen.stdout and popen.stderr
@@ -90,6 +129,20 @@ class ChildProcess:
             self._exited.set_result(code)
 
     @property
+    def command_pid(self) -> int:
+        """The command's own pid (under the shim: the shim's child), else the shim's."""
+        if self._command_pid is None:
+            try:
+                with open(f"/proc/{self.pid}/task/{self.pid}/children") as fh:
+                    kids = fh.read().split()
+            except OSError:
+                kids = []
+            if not kids:
+                return self.pid  # not forked yet, or gone
+            self._command_pid = int(kids[0])
+        return self._command_pid
+
+    @property
     def returncode(self) -> int | None:
         return self._exited.result() if self._exited.done() else None
 
@@ -110,6 +163,13 @@ class ChildProcess:
             try:
                 await asyncio.wait_for(self.wait(), grace)
             except TimeoutError:
+                if self.reaped:
+                    # The shim kills every descendant, also those that left the group
+                    # (setsid): a SIGKILL of the group would kill the shim first.
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(self.pid, signal.SIGUSR1)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wait(), 1.0)
                 self.signal_group(signal.SIGKILL)
         code = await self.wait()
         self.signal_group(signal.SIGKILL)  # grandchildren left in the group

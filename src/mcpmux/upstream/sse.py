@@ -14,8 +14,10 @@ import aiohttp
 import orjson
 
 from ..jsonrpc import Message
-from ..sse import Parser
-from .base import UpstreamError, UpstreamSession
+from ..redact import redact
+from ..sse import EventTooLarge, Parser
+from .base import UpstreamSession
+from .http import error_body, redirect_error, upstream_error
 
 log = logging.getLogger("mcpmux.upstream.sse")
 
@@ -44,13 +46,16 @@ class SseSession(UpstreamSession):
         headers = {"Accept": "text/event-stream", **self.headers}
         try:
             resp = await (self.streams or self.client).get(
-                self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout)
+                self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout),
+                allow_redirects=False,
             )
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(self.target, f"cannot open SSE stream: {exc or type(exc).__name__}") from exc
+            raise upstream_error(self.target, f"cannot open SSE stream: {exc or type(exc).__name__}") from exc
+        if 300 <= resp.status < 400:
+            raise redirect_error(self.target, self.url, resp)
         if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
             resp.release()
-            raise UpstreamError(
+            raise upstream_error(
                 self.target, f"GET {self.url} did not open an event stream (HTTP {resp.status})", resp.status
             )
         self._resp = resp
@@ -59,11 +64,11 @@ class SseSession(UpstreamSession):
         path = await endpoint
         url = urljoin(self.url, path)
         if urlsplit(url).netloc != urlsplit(self.url).netloc:
-            raise UpstreamError(self.target, f"endpoint event names another origin: {url}")
+            raise upstream_error(self.target, f"endpoint event names another origin: {url}")
         self.endpoint = url
 
     async def _read(self, resp: aiohttp.ClientResponse, endpoint: asyncio.Future[str]) -> None:
-        parser = Parser()
+        parser = Parser(self.max_response_bytes)
         try:
             async for chunk in resp.content.iter_any():
                 for ev in parser.feed(chunk):
@@ -82,30 +87,38 @@ class SseSession(UpstreamSession):
                         await self.dispatch(msg)
                     except Exception:
                         log.exception("target '%s': failed to route a message", self.target)
+        except EventTooLarge as exc:
+            # One endless line must not be buffered forever: the stream (the session) is
+            # dropped, and the supervisor reconnects.
+            reason = f"SSE event larger than {exc.limit} bytes (limits.max_response_bytes); stream dropped"
+            resp.close()
         except (aiohttp.ClientError, OSError) as exc:
-            reason = f"SSE stream broke: {exc or type(exc).__name__}"
+            reason = redact(f"SSE stream broke: {exc or type(exc).__name__}")
         else:
             reason = "SSE stream closed by the target"
         finally:
             resp.release()
         if not endpoint.done():
-            endpoint.set_exception(UpstreamError(self.target, reason))
+            endpoint.set_exception(upstream_error(self.target, reason))
         self.lost(reason)
 
     async def _send(self, msg: Message) -> None:
         if self.endpoint is None:
-            raise UpstreamError(self.target, "not connected")
+            raise upstream_error(self.target, "not connected")
         try:
             async with self.client.post(
                 self.endpoint,
                 data=orjson.dumps(msg),
                 headers={"Content-Type": "application/json", **self.headers},
+                allow_redirects=False,
             ) as resp:
+                if 300 <= resp.status < 400:
+                    raise redirect_error(self.target, self.endpoint, resp)
                 if resp.status >= 400:
-                    body = (await resp.read())[:300].decode("utf-8", "replace")
-                    raise UpstreamError(self.target, f"POST answered HTTP {resp.status}: {body}")
+                    body = await error_body(resp)
+                    raise upstream_error(self.target, f"POST answered HTTP {resp.status}: {body}")
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(self.target, f"POST failed: {exc or type(exc).__name__}") from exc
+            raise upstream_error(self.target, f"POST failed: {exc or type(exc).__name__}") from exc
 
     async def _disconnect(self) -> None:
         if self._resp is not None:

@@ -11,6 +11,7 @@ import orjson
 
 from ..config import StdioSpec
 from ..jsonrpc import Message
+from ..redact import redact
 from .base import UpstreamError, UpstreamSession
 from .process import ChildProcess
 
@@ -39,7 +40,16 @@ class StdioSession(UpstreamSession):
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+        """The server command's own pid (what it reports as its pid), not the reaper
+        shim's that the gateway started it under (``proc.pid``, its process group)."""
+        return self.proc.command_pid if self.proc else None
+
+    async def _handshake(self) -> None:
+        await super()._handshake()
+        if self.proc is not None:
+            # Under the reaper shim: learn the command's own pid while it surely runs,
+            # so status and the stop log name it even after it is gone.
+            _ = self.proc.command_pid
 
     async def _connect(self) -> None:
         env = dict(os.environ) if self.spec.inherit_env else {"PATH": os.environ.get("PATH", "")}
@@ -58,7 +68,8 @@ class StdioSession(UpstreamSession):
             raise UpstreamError(self.target, f"working directory invalid: {self.spec.cwd}") from None
         except OSError as exc:
             raise UpstreamError(self.target, f"cannot start {self.spec.command}: {exc}") from None
-        log.info("target '%s': started pid %d: %s", self.target, self.proc.pid, self.spec.command)
+        log.info("target '%s': started pid %d%s: %s", self.target, self.proc.pid,
+                 " (reaper shim)" if self.proc.reaped else "", self.spec.command)
         self._tasks.spawn(self._read_stdout(), "stdout")
         self._tasks.spawn(self._read_stderr(), "stderr")
 
@@ -102,7 +113,7 @@ class StdioSession(UpstreamSession):
         while line := await self.proc.stderr.readline():
             text = line.decode("utf-8", "replace").rstrip()
             if text:
-                self.stderr_tail.append(text[:300])
+                self.stderr_tail.append(redact(text)[:300])
             child.info("%s", text)
 
     async def _send(self, msg: Message) -> None:
@@ -127,4 +138,4 @@ class StdioSession(UpstreamSession):
         # caller (a shutdown racing a removal) waits until the child is really gone.
         code = await asyncio.shield(self._stopping)
         if first:
-            log.info("target '%s': process %d stopped (code %s)", self.target, proc.pid, code)
+            log.info("target '%s': process %d stopped (code %s)", self.target, proc.command_pid, code)

@@ -30,7 +30,9 @@ from yarl import URL
 from ... import __version__
 from ...config import OpenApiSpec
 from ...jsonrpc import Message
+from ...redact import redact
 from ..base import SUPPORTED_VERSIONS, CallSink, UpstreamError, UpstreamSession
+from ..http import error_body
 from .convert import Conversion, Operation, SpecError, convert, is_json_media, parse_document
 from .request import ArgumentError, HttpRequest, build_request, pick_base_url
 
@@ -39,7 +41,6 @@ log = logging.getLogger("mcpmux.upstream.openapi")
 #: Largest document accepted (bytes).
 MAX_SPEC_BYTES = 64 * 1024 * 1024
 #: Largest REST response relayed to the client (bytes).
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 #: Longest error body quoted in an ``isError`` result (characters).
 MAX_ERROR_TEXT = 4000
 
@@ -244,12 +245,26 @@ class OpenApiSession(UpstreamSession):
             headers=req.headers,
             data=req.body,
             timeout=timeout,
+            # Never followed: the configured API key would go to the Location's origin.
+            allow_redirects=False,
         ) as resp:
-            raw = await _read_limited(resp, MAX_RESPONSE_BYTES)
-            if raw is None:
+            if 300 <= resp.status < 400:
+                where = URL(req.url).join(URL(resp.headers.get("Location", "")))
                 return _failure(
-                    op, f"HTTP {resp.status}: response larger than {MAX_RESPONSE_BYTES} bytes"
+                    op, f"HTTP {resp.status}: a redirect to {where.origin() if where.host else '(no Location)'} "
+                    "is not followed (configured headers must not reach another origin)",
                 )
+            if resp.status >= 400:  # only as much of an error body as is kept
+                raw = (await error_body(resp, MAX_ERROR_TEXT + 1)).encode()
+            else:
+                limit = self.max_response_bytes
+                body = await _read_limited(resp, limit)
+                if body is None:
+                    resp.close()
+                    return _failure(
+                        op, f"HTTP {resp.status}: response larger than {limit} bytes (limits.max_response_bytes)"
+                    )
+                raw = body
             return _result(
                 op, resp.status, resp.reason or "", resp.headers.get("Content-Type", ""), raw, req
             )
@@ -278,7 +293,7 @@ def _result(
             text = text[:MAX_ERROR_TEXT] + "…"
         head = f"{op.label}: HTTP {status}{' ' + reason if reason else ''}"
         return {
-            "content": [{"type": "text", "text": f"{head}\n{text}" if text else head}],
+            "content": [{"type": "text", "text": redact(f"{head}\n{text}" if text else head)}],
             "isError": True,
         }
     out: dict[str, Any] = {"content": [_content(media, charset, raw, status, reason, req)]}
@@ -331,7 +346,7 @@ def _content(
 
 
 def _failure(op: Operation, reason: str) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": f"{op.label}: {reason}"}], "isError": True}
+    return {"content": [{"type": "text", "text": redact(f"{op.label}: {reason}")}], "isError": True}
 
 
 def _error(rid: Any, code: int, message: str) -> Message:
