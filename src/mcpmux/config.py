@@ -462,6 +462,10 @@ class TargetConfig(_Model):
     token_exchange: TokenExchangeConfig | None = None
     # Overrides limits.max_response_bytes for this target (a JSON answer, one SSE event).
     max_response_bytes: int | None = Field(default=None, gt=0)
+    # Overrides limits.call_timeout for this target's calls (0: none).
+    call_timeout: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    # Per tool (its name on this target): overrides call_timeout for tools/call (0: none).
+    tool_timeouts: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -573,6 +577,10 @@ class LimitsConfig(_Model):
     max_client_processes: int = Field(default=8, ge=0)
     # Seconds a client's own process may stay unused before it is stopped.
     client_process_idle_timeout: float = Field(default=300.0, gt=0, allow_inf_nan=False)
+    # Seconds a call may go without a word from its target (an answer, progress, a log
+    # line, a request) before it fails and is cancelled upstream; 0: never. Per target
+    # `call_timeout`, per tool `tool_timeouts`.
+    call_timeout: float = Field(default=300.0, ge=0, allow_inf_nan=False)
     # Largest answer read from an upstream: a JSON body, one SSE event, an OpenAPI
     # response. Past it the call fails with an error naming the target and the limit.
     max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)

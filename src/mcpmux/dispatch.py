@@ -12,6 +12,7 @@ the gateway tells them (list changes, updates, log lines of shared targets).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -308,7 +309,8 @@ class Dispatcher:
         uri = params["uri"]
         subscribe = method == "resources/subscribe"
         target = self.gateway.targets.get(route.target)
-        if target is not None and (target.shared or target.session_era(False) == "modern"):
+        if target is not None and (target.session_era(False) == "modern"
+                                   or (target.shared and not self._has_own(session, target))):
             # Followed on the target's own session, counted across clients.
             registry = self.gateway.subscriptions
             if subscribe:
@@ -379,7 +381,15 @@ class Dispatcher:
             uid = upstream.next_id()
             session.inflight[rid] = (upstream, uid, asyncio.current_task(), call)
             try:
-                resp = await upstream.request(method, params, call, id=uid)
+                call.timeout = self._call_timeout(target, method, route.original)
+                if not call.timeout:
+                    resp = await upstream.request(method, params, call, id=uid)
+                else:
+                    try:
+                        async with asyncio.timeout(call.timeout) as call.deadline:
+                            resp = await upstream.request(method, params, call, id=uid)
+                    except TimeoutError:
+                        return await self._timed_out(rid, route, upstream, uid, method, call.timeout)
                 res = resp.get("result")
                 if isinstance(res, dict) and res.get("resultType") == "input_required":
                     resp = await self.bridge.input_required(session, route.target, origin, upstream,
@@ -399,6 +409,29 @@ class Dispatcher:
         out = dict(resp)
         out["id"] = rid
         return out
+
+    def _call_timeout(self, target: Target, method: str, original: str) -> float:
+        """Seconds of silence a call may take: per tool, else per target, else the limit."""
+        cfg = target.config
+        if method == "tools/call" and original in cfg.tool_timeouts:
+            return cfg.tool_timeouts[original]
+        if cfg.call_timeout is not None:
+            return cfg.call_timeout
+        return self.gateway.config.limits.call_timeout
+
+    async def _timed_out(
+        self, rid: Any, route: Route, upstream: UpstreamSession, uid: int, method: str, timeout: float
+    ) -> Message:
+        """The target went silent on a call for too long: tell it to stop, tell the client."""
+        with contextlib.suppress(UpstreamError):
+            await upstream.notify({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                   "params": {"requestId": uid, "reason": f"no answer within {timeout:g} s"}})
+        log.warning("target '%s': %s %s got no word for %g s; cancelled", route.target, method,
+                    route.original, timeout)
+        return error(rid, TARGET_UNAVAILABLE,
+                     f"target '{route.target}' did not answer {method} within {timeout:g} s "
+                     "(call_timeout; progress notifications keep a call alive)",
+                     {"target": route.target, "timeout": timeout})
 
     async def upstream_for(self, session: ClientSession, target: Target) -> UpstreamSession:
         """The upstream session this client uses for ``target`` (opened on first use).
@@ -437,6 +470,11 @@ class Dispatcher:
                 session.record.upstream_ids[target.name] = upstream_id
                 await self.sessions.save(session)
             return up
+
+    def _has_own(self, session: ClientSession, target: Target) -> bool:
+        """Does this client use (or get, on its next call) a process of its own?"""
+        up = session.upstreams.get(target.name)
+        return (up is not None and not up.closed.is_set()) or self._own_process(session, target)
 
     def _own_process(self, session: ClientSession, target: Target) -> bool:
         """Does this client get a process of its own on a stdio target?

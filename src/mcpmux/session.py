@@ -32,9 +32,13 @@ OUTBOX_LIMIT = 1000
 
 
 class Call:
-    """The sink of one forwarded request: where what the target sends during it goes."""
+    """The sink of one forwarded request: where what the target sends during it goes.
 
-    __slots__ = ("cancelled", "emit", "session", "target", "token")
+    It also keeps the call's deadline: ``timeout`` seconds of silence from the target.
+    Anything the target sends for the call restarts it; while the client is being asked
+    something (sampling, elicitation) it is paused, and the answer restarts it."""
+
+    __slots__ = ("cancelled", "deadline", "emit", "session", "target", "timeout", "token")
 
     def __init__(self, session: ClientSession, target: str, emit: Emit | None, token: Any) -> None:
         self.session = session
@@ -42,8 +46,19 @@ class Call:
         self.emit = emit
         self.token = token
         self.cancelled = False
+        self.timeout = 0.0
+        self.deadline: asyncio.Timeout | None = None
+
+    def keep_alive(self) -> None:
+        if self.deadline is not None and not self.deadline.expired():
+            self.deadline.reschedule(asyncio.get_running_loop().time() + self.timeout)
+
+    def pause(self) -> None:
+        if self.deadline is not None and not self.deadline.expired():
+            self.deadline.reschedule(None)
 
     async def notify(self, msg: Message) -> None:
+        self.keep_alive()
         method = msg.get("method")
         if method == "notifications/progress":
             if self.token is None:
@@ -61,7 +76,8 @@ class Call:
         return missing_capability(self.session.capabilities, method) is None
 
     async def server_request(self, msg: Message, upstream: UpstreamSession) -> None:
-        await self.session.relay_request(msg, upstream, self.emit)
+        self.pause()  # the client's answer may take a person's time
+        await self.session.relay_request(msg, upstream, self.emit, self)
 
     async def paused(self, retry_ms: int | None) -> None:
         """The target closed its answer stream to be polled; let our client poll too."""
@@ -87,9 +103,10 @@ class ClientSession:
         #: One opening of an upstream session per target at a time.
         self.opening: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
-        #: our id -> (upstream session, the target's id) for requests relayed to the client,
-        #: or the future awaiting the answer to a request the gateway itself asked
-        self._owed: dict[int, tuple[UpstreamSession, Any] | asyncio.Future[Message]] = {}
+        #: our id -> (upstream session, the target's id, the call it came in) for requests
+        #: relayed to the client, or the future awaiting the answer to a request the
+        #: gateway itself asked
+        self._owed: dict[int, tuple[UpstreamSession, Any, Call | None] | asyncio.Future[Message]] = {}
         #: client request id -> (upstream, upstream id, task, call) while in flight
         self.inflight: dict[Any, tuple[UpstreamSession, int, asyncio.Task[Any] | None, Call]] = {}
 
@@ -144,16 +161,20 @@ class ClientSession:
             return not self.stateless
         return log_admits(self.log_level, msg)
 
-    async def relay_request(self, msg: Message, upstream: UpstreamSession, emit: Emit | None) -> None:
+    async def relay_request(
+        self, msg: Message, upstream: UpstreamSession, emit: Emit | None, call: Call | None = None
+    ) -> None:
         """A target asks the client something: give it our id, remember whose it is."""
         needed = missing_capability(self.capabilities, msg.get("method", ""))
         if needed is not None:
+            if call is not None:
+                call.keep_alive()
             await upstream.respond(
                 error(msg["id"], METHOD_NOT_FOUND, f"the client did not declare the '{needed}' capability")
             )
             return
         gid = next(self._ids)
-        self._owed[gid] = (upstream, msg["id"])
+        self._owed[gid] = (upstream, msg["id"], call)
         await self.send({**msg, "id": gid}, emit)
 
     async def ask(self, request: Any, emit: Emit | None) -> Message:
@@ -184,7 +205,9 @@ class ClientSession:
             if not entry.done():
                 entry.set_result(msg)
             return True
-        upstream, upstream_id = entry
+        upstream, upstream_id, call = entry
+        if call is not None:
+            call.keep_alive()
         try:
             await upstream.respond({**msg, "id": upstream_id})
         except UpstreamError as exc:

@@ -141,6 +141,7 @@ targets:
         "connect_concurrency": 8,
         "max_client_processes": 8,
         "client_process_idle_timeout": 300.0,
+        "call_timeout": 300.0,
         "max_response_bytes": 16 * 1024 * 1024,
         "max_uri_bytes": 8 * 1024,
         "max_header_bytes": 64 * 1024,

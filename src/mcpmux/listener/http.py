@@ -44,6 +44,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+#: Seconds a call runs before the listener watches for its client hanging up.
+WATCH_AFTER = 0.5
 
 
 class HttpError(Exception):
@@ -144,13 +146,17 @@ class StreamableHTTP:
         session = self._session(headers)
         session_hdr = [(b"mcp-session-id", session.id.encode())]
         if is_request(msg):
-            stream = new_stream(session, send, session_hdr, session.protocol_version >= RESUMABLE_FROM)
+            resumable = session.protocol_version >= RESUMABLE_FROM
+            stream = new_stream(session, send, session_hdr, resumable)
             await stream.open()
+            watch = DisconnectWatch(receive, session, stream, msg["id"], resumable)
             try:
                 resp = await self.dispatcher.handle(RequestContext(session, "http", headers, stream), msg)
             except Exception:
                 log.exception("session %s: request %s failed", session.id[:8], msg.get("method"))
                 resp = error(msg["id"], -32603, "internal gateway error (see the gateway log)")
+            finally:
+                watch.stop()
             await stream.finish(resp)
             stream_done(session, stream)
         elif is_notification(msg):
@@ -210,6 +216,49 @@ class StreamableHTTP:
         session = self._session(headers)
         await self.dispatcher.close_session(session.id)
         await send_empty(send, 200)
+
+
+class DisconnectWatch:
+    """Notices a client that hangs up on a POST before its answer.
+
+    The ASGI server's ``send`` does nothing, silently, once the client is gone, so the
+    only way to know is to read ``receive`` for ``http.disconnect``. A resumable stream
+    (2025-11-25 sessions) is then detached: its events, the answer too, wait for the
+    client's GET with ``Last-Event-ID``. Otherwise nobody can come back for the answer,
+    so the call is cancelled upstream. Resumable streams are watched from the start
+    (their answer must never be counted as delivered to a dead connection); others only
+    once the call has run ``WATCH_AFTER`` seconds, so a quick call costs a timer, not a task.
+    """
+
+    __slots__ = ("_receive", "_rid", "_session", "_stream", "_task", "_timer")
+
+    def __init__(self, receive: Receive, session: ClientSession, stream: ResponseStream, rid: Any,
+                 resumable: bool) -> None:
+        self._receive, self._session, self._stream, self._rid = receive, session, stream, rid
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        if resumable:
+            self._start()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start)
+
+    def _start(self) -> None:
+        self._timer = None
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        if self._stream.resumable:
+            self._stream.detach()
+            return
+        await self._session.cancel({"requestId": self._rid, "reason": "the client disconnected"})
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 def new_stream(

@@ -147,6 +147,16 @@ class ResponseStream:
         self.finished.set()
         await self._write(data, more=False)
 
+    def detach(self) -> None:
+        """The client hung up: keep what follows for its resume instead of writing it
+        to a connection that swallows it."""
+        self._send = None
+
+    @property
+    def detached(self) -> bool:
+        """No live connection: what is written waits for a resume."""
+        return self._send is None
+
     @property
     def delivered(self) -> bool:
         """Finished on a live connection: nobody will come back for it."""

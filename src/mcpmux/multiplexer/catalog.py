@@ -274,10 +274,8 @@ def build_view(
 
 def _unique_name(table: dict[str, Route], target: str, name: str) -> str:
     """A clashing name, prefixed; if even that is taken (another target lists a tool
-    literally called ``b_x``), numbered, so every exposed name stays unique and routable.
-
-    Fix (hardening): the prefixed fallback was not checked, so it could overwrite an
-    existing entry: the list showed the name twice and one of the two was unreachable.
+    literally called ``b_x``), numbered, so every exposed name stays unique and routable
+    (an unchecked fallback would overwrite an entry and leave one of the two unreachable).
     """
     exposed = prefixed_name(target, name)
     n = 2

@@ -235,12 +235,9 @@ class HttpSession(UpstreamSession):
     async def relisten(self) -> frozenset[str]:
         """The resource URIs to follow changed: open a ``subscriptions/listen`` asking for
         them and, once the target acknowledges it, drop the old stream (they overlap, so
-        no change is missed in between). Returns the URIs the target honors.
-
-        Fix (era-subscriptions e2e): it reopened the stream without waiting, so the
-        gateway acknowledged a client's subscription (or answered resources/subscribe)
-        before the target followed the URI, and an update in between was lost; and the
-        old stream was closed first, losing list changes in the gap. Calls are serialized:
+        no change is missed in between). Returns the URIs the target honors, so a
+        subscription is acknowledged only once the target follows it: an update in
+        between is never lost. Calls are serialized:
         each reads the subscribers when it runs, so the last one leaves the stream asking
         for the current set; a call that finds the stream already asking for it returns
         at once."""
