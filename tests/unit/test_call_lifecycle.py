@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import uvicorn
+from tests.support.fake_upstream import Client, FakeServer, FakeSession, core
 
 from mcpmux.dispatch import Dispatcher
 from mcpmux.jsonrpc import Message
 from mcpmux.listener.http import StreamableHTTP
-from tests.support.fake_upstream import Client, FakeServer, FakeSession, core
 
 
 class Gate:
