@@ -84,6 +84,14 @@ class HttpSession(UpstreamSession):
             h["MCP-Protocol-Version"] = self.protocol_version
         return h
 
+    async def _request_headers(self, msg: Message | None = None) -> dict[str, str]:
+        """``_headers`` plus the caller's own (``header_provider``), computed per request
+        because exchanged tokens expire."""
+        h = self._headers(msg)
+        if self.header_provider is not None:
+            h.update(await self.header_provider())
+        return h
+
     async def _connect(self) -> None:
         self.session_id = None
         self.init_result = {}
@@ -313,7 +321,7 @@ class HttpSession(UpstreamSession):
     async def _post(self, msg: Message, sink: CallSink | None) -> Message:
         body = orjson.dumps(msg)
         try:
-            async with self.client.post(self.url, data=body, headers=self._headers(msg)) as resp:
+            async with self.client.post(self.url, data=body, headers=await self._request_headers(msg)) as resp:
                 if resp.status in (400, 404) and self.session_id and msg.get("method") != "initialize":
                     text = await _http_error(resp)
                     if _session_unknown(resp.status, text):
@@ -371,7 +379,7 @@ class HttpSession(UpstreamSession):
             if paused is not None:
                 await paused(parser.retry)
             await asyncio.sleep((parser.retry or 0) / 1000)
-            headers = self._headers()
+            headers = await self._request_headers()
             headers["Accept"] = "text/event-stream"
             headers["Last-Event-ID"] = parser.last_event_id
             resp = await self.streams.get(self.url, headers=headers)
@@ -407,12 +415,12 @@ class HttpSession(UpstreamSession):
         backoff = 1.0
         parser = Parser()
         while not self.closed.is_set() and generation == self._generation:
-            headers = self._headers()
-            headers["Accept"] = "text/event-stream"
-            del headers["Content-Type"]
-            if parser.last_event_id:
-                headers["Last-Event-ID"] = parser.last_event_id
             try:
+                headers = await self._request_headers()
+                headers["Accept"] = "text/event-stream"
+                del headers["Content-Type"]
+                if parser.last_event_id:
+                    headers["Last-Event-ID"] = parser.last_event_id
                 async with self.streams.get(
                     self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
                 ) as resp:
@@ -433,7 +441,7 @@ class HttpSession(UpstreamSession):
                                 except orjson.JSONDecodeError:
                                     continue
                                 await self.dispatch(msg)
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (aiohttp.ClientError, OSError, TimeoutError, UpstreamError) as exc:
                 log.debug("target '%s': GET stream broke: %r", self.target, exc)
             opened.set()
             await asyncio.sleep(backoff)
@@ -448,7 +456,10 @@ class HttpSession(UpstreamSession):
     async def _disconnect(self) -> None:
         if not self.session_id:
             return
-        headers = self._headers()
+        try:
+            headers = await self._request_headers()
+        except UpstreamError:  # no credentials any more: the DELETE is best effort anyway
+            headers = self._headers()
         try:
             async with self.client.delete(
                 self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=2)

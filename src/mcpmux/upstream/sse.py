@@ -42,6 +42,8 @@ class SseSession(UpstreamSession):
 
     async def _connect(self) -> None:
         headers = {"Accept": "text/event-stream", **self.headers}
+        if self.header_provider is not None:
+            headers.update(await self.header_provider())
         try:
             resp = await (self.streams or self.client).get(
                 self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout)
@@ -95,11 +97,14 @@ class SseSession(UpstreamSession):
     async def _send(self, msg: Message) -> None:
         if self.endpoint is None:
             raise UpstreamError(self.target, "not connected")
+        headers = {"Content-Type": "application/json", **self.headers}
+        if self.header_provider is not None:
+            headers.update(await self.header_provider())
         try:
             async with self.client.post(
                 self.endpoint,
                 data=orjson.dumps(msg),
-                headers={"Content-Type": "application/json", **self.headers},
+                headers=headers,
             ) as resp:
                 if resp.status >= 400:
                     body = (await resp.read())[:300].decode("utf-8", "replace")
