@@ -1,6 +1,18 @@
-"""The admin listener: health, readiness and target state, for people and probes."""
+"""The admin listener: health, readiness and target state, for people and probes.
+
+With ``admin.token`` set, every endpoint needs ``Authorization: Bearer <token>``
+(compared in constant time) except ``/healthz`` and ``/readyz``: probes (kubelet,
+load balancers) usually cannot send a token, and those two say nothing but
+"up" and which targets are connecting or down. Nothing here prints a secret from
+the config: target status has names, states and errors, never headers, env or
+client secrets.
+"""
 
 from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -10,8 +22,33 @@ from starlette.routing import Route
 from . import __version__
 from .dispatch import Dispatcher
 
+#: Endpoints open without the admin token (probes).
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
-def admin_app(dispatcher: Dispatcher) -> Starlette:
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def require_token(app: ASGIApp, token: str) -> ASGIApp:
+    """``app`` behind a static bearer token (except :data:`OPEN_PATHS`)."""
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/") not in OPEN_PATHS:
+            given = next((v for k, v in scope["headers"] if k.lower() == b"authorization"), b"")
+            if not hmac.compare_digest(given.strip(), expected):
+                response = JSONResponse(
+                    {"error": "unauthorized: this admin endpoint needs Authorization: Bearer <admin.token>"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="mcpmux-admin"'},
+                )
+                await response(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+def admin_app(dispatcher: Dispatcher) -> ASGIApp:
     gateway = dispatcher.gateway
 
     async def healthz(_: Request) -> Response:
@@ -51,7 +88,7 @@ def admin_app(dispatcher: Dispatcher) -> Starlette:
         out["file"] = gateway.config_status
         return JSONResponse(out)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/api/discovery", discovery),
             Route("/api/config/status", config_status),
@@ -61,3 +98,5 @@ def admin_app(dispatcher: Dispatcher) -> Starlette:
             Route("/api/targets/{name}", target),
         ]
     )
+    token = gateway.config.admin.token
+    return require_token(app, token) if token else app

@@ -23,9 +23,12 @@ from .config import ConfigError, GatewayConfig, config_from_dict, load_config
 from .discovery.file import ConfigFileSource
 from .dispatch import Dispatcher
 from .gateway import Gateway
+from .listener.auth import ResourceServer
 from .listener.guard import HostGuard, guarded_protocol
 from .listener.http import StreamableHTTP
 from .listener.legacy_sse import LegacySSE
+from .policy import AllowAll, Policy
+from .upstream.credentials import UpstreamCredentials
 
 log = logging.getLogger("mcpmux")
 
@@ -81,8 +84,9 @@ async def serve(
     if path is None:
         gateway.config_source = "bridge" if bridge else "demo"
     gateway.transparent = bridge is not None
-    dispatcher = Dispatcher(gateway)
-    app = StreamableHTTP(dispatcher)
+    auth, credentials = security(config)
+    dispatcher = Dispatcher(gateway, policy_factory=_policy, credentials=credentials)
+    app = StreamableHTTP(dispatcher, auth=auth)
     legacy = LegacySSE(dispatcher).mount(app)
     mcp = _Server(_listener_config(app, config, config.listen.host, config.listen.port, True,
                                    timeout_graceful_shutdown=3, proxy_headers=False,
@@ -138,6 +142,10 @@ async def serve(
         legacy.close_all()
         await dispatcher.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if auth is not None:
+            await auth.aclose()
+        if credentials is not None:
+            await credentials.aclose()
 
 
 async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str | None = None) -> None:
@@ -154,6 +162,9 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
     gateway = Gateway(config)
     if path is None:
         gateway.config_source = "demo"
+    if config.auth is not None or config.authorization is not None:
+        log.warning("mcpmux stdio is a local pipe: 'auth' and 'authorization' (rules, rate "
+                    "limits) do not apply to it; whoever starts the process has full access")
     dispatcher = Dispatcher(gateway)
     servers: list[_Server] = []
     if "enabled" in config.admin.model_fields_set and config.admin.enabled:
@@ -194,6 +205,30 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(OSError):
             out.close()
+
+
+def security(config: GatewayConfig) -> tuple[ResourceServer | None, UpstreamCredentials | None]:
+    """What ``auth`` and the targets' per-user credentials need, built once."""
+    auth = None
+    if config.auth is not None:
+        from .policy.auth import JwtAuthenticator
+
+        auth = ResourceServer(config.auth, JwtAuthenticator(config.auth))
+    needs = any(t.headers_from_claims or t.token_exchange for t in config.targets)
+    # Discovery and reloads may add such targets later: cheap to have, so always with auth.
+    credentials = UpstreamCredentials() if (needs or auth is not None) else None
+    return auth, credentials
+
+
+def _policy(config: GatewayConfig, current: Policy | None) -> Policy:
+    """Rules and rate limits from ``authorization`` (rebuilt on reload; the CEL library
+    is imported only when there are rules)."""
+    section = config.authorization
+    if section is None or (not section.rules and not section.rate_limits):
+        return AllowAll()
+    from .policy.authorization import build_policy
+
+    return build_policy(config, current)
 
 
 def bridge_config(command: list[str], host: str, port: int, name: str | None,

@@ -714,6 +714,17 @@ class GatewayConfig(_Model):
             seen[target.name] = i
         return v
 
+    @model_validator(mode="after")
+    def _identity_needs_auth(self) -> GatewayConfig:
+        if self.auth is None:
+            used = [t.name for t in self.targets if t.headers_from_claims or t.token_exchange]
+            if used:
+                raise ValueError(
+                    f"target(s) {', '.join(repr(n) for n in used)}: headers_from_claims and "
+                    "token_exchange take the caller's identity from its token: configure 'auth'"
+                )
+        return self
+
     def target(self, name: str) -> TargetConfig | None:
         """The target called ``name``, or None."""
         return next((t for t in self.targets if t.name == name), None)

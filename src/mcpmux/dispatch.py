@@ -15,9 +15,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
+from collections.abc import Callable
 from typing import Any
 
+from .config import GatewayConfig
 from .context import RequestContext
 from .era import Envelope, without_envelope
 from .gateway import Gateway
@@ -25,6 +28,7 @@ from .jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
+    RATE_LIMITED,
     REQUEST_CANCELLED,
     TARGET_UNAVAILABLE,
     Message,
@@ -56,6 +60,7 @@ from .state import SessionRecord, SessionStore
 from .target import Target
 from .tasks import TaskOwner
 from .upstream.base import UpstreamError, UpstreamSession
+from .upstream.credentials import CredentialsError, UpstreamCredentials
 
 log = logging.getLogger("mcpmux.dispatch")
 
@@ -66,11 +71,35 @@ _tokens = itertools.count(1)
 #: What a denied or unknown name is called in the error (the same words for both).
 _WHAT = {"tools/call": "tool", "prompts/get": "prompt"}
 
+#: Builds the policy for a config; given the current one, it may keep it (and its state).
+PolicyFactory = Callable[[GatewayConfig, Policy | None], Policy]
+
+
+def per_user_credentials(target: Target) -> bool:
+    """Does this target need headers computed per caller (claims, token exchange)?"""
+    return bool(target.config.headers_from_claims) or target.config.token_exchange is not None
+
 
 class Dispatcher:
-    def __init__(self, gateway: Gateway, policy: Policy | None = None, store: SessionStore | None = None) -> None:
+    """``policy``: a fixed policy, or ``policy_factory``: one built from the config and
+    rebuilt when the config file is reloaded (sessions stay). ``credentials``: makes
+    per-caller upstream headers (``headers_from_claims``, ``token_exchange``)."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        policy: Policy | None = None,
+        store: SessionStore | None = None,
+        *,
+        policy_factory: PolicyFactory | None = None,
+        credentials: UpstreamCredentials | None = None,
+    ) -> None:
         self.gateway = gateway
+        self._policy_factory = policy_factory
+        if policy is None and policy_factory is not None:
+            policy = policy_factory(gateway.config, None)
         self.policy: Policy = policy or AllowAll()
+        self.credentials = credentials
         self.sessions = Sessions(gateway.config.limits, store)
         self.bridge = Bridge()
         self._tasks = TaskOwner("dispatcher")
@@ -79,6 +108,25 @@ class Dispatcher:
         gateway.on_list_changed = self.sessions.broadcast
         gateway.on_target_message = self._target_message
         gateway.on_target_removed = self._target_removed
+        if policy_factory is not None:
+            gateway.on_reload = self._reconfigure
+
+    def _reconfigure(self, config: GatewayConfig) -> None:
+        """The config file changed: rules and rate limits take effect for the next request."""
+        assert self._policy_factory is not None
+        try:
+            policy = self._policy_factory(config, self.policy)
+        except ValueError as exc:  # validated when loaded; kept safe all the same
+            log.error("authorization: keeping the previous rules: %s", exc)
+            return
+        if policy is self.policy:
+            return
+        old, self.policy = self.policy, policy
+        log.info("authorization: rules and rate limits reloaded")
+        if getattr(getattr(old, "rules", None), "sources", None) != getattr(getattr(policy, "rules", None), "sources", None):
+            # What each caller may see changed: tell clients to list again.
+            for kind in ("tools", "prompts", "resources"):
+                self.sessions.broadcast(f"notifications/{kind}/list_changed")
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -111,9 +159,10 @@ class Dispatcher:
         return session, result(msg["id"], self.gateway.initialize_result(version))
 
     @staticmethod
-    def stateless(env: Envelope) -> ClientSession:
+    def stateless(env: Envelope, principal: Any = None) -> ClientSession:
         """The session of one 2026 request: its state is its envelope, gone after it."""
-        record = SessionRecord("", None, env.version, env.capabilities, env.client_info, env.log_level)
+        owner = getattr(principal, "key", None)
+        record = SessionRecord("", owner, env.version, env.capabilities, env.client_info, env.log_level)
         return ClientSession(record, stateless=True)
 
     async def close_session(self, sid: str) -> bool:
@@ -172,6 +221,16 @@ class Dispatcher:
         if params is not None and not isinstance(params, dict):
             return error(rid, INVALID_PARAMS, "params must be an object")
         params = params or {}
+        if ctx.principal is not None:
+            # The latest credentials of the session's owner, for upstream headers made per
+            # request (an exchanged token is re-made from the client's current token).
+            session.caller = ctx.principal
+            session.authorization = ctx.headers.get("authorization")
+        name = params.get("name") if method == "tools/call" else None
+        wait = self.policy.throttle(ctx, method, name if isinstance(name, str) else None)
+        if wait is not None:
+            retry = max(1, math.ceil(wait))
+            return error(rid, RATE_LIMITED, f"rate limit exceeded: retry in {retry} s", {"retryAfter": retry})
         try:
             if method == "ping" and not session.stateless:
                 return result(rid, {})
@@ -361,7 +420,7 @@ class Dispatcher:
         origin = origin_of(method, route.original)
         held: Continuation | None = None
         if session.stateless and "requestState" in params:
-            params, held = await self.bridge.resume(route.target, origin, params)
+            params, held = await self.bridge.resume(route.target, origin, params, session.record.owner)
         call = Call(session, route.target, emit, token)
         target.inflight += 1
         try:
@@ -376,7 +435,8 @@ class Dispatcher:
                     # It may ask the client something mid-call: hold the call so the answer
                     # can arrive on a later request (MRTR translation).
                     if held is None:
-                        held = self.bridge.hold(target.name, upstream, method, params, origin)
+                        held = self.bridge.hold(target.name, upstream, method, params, origin,
+                                                session.record.owner)
                     return await self.bridge.await_held(session, held, rid, emit, token)
             uid = upstream.next_id()
             session.inflight[rid] = (upstream, uid, asyncio.current_task(), call)
@@ -446,6 +506,15 @@ class Dispatcher:
             return up
         if (session.stateless or target.session_era(False) == "modern"
                 or (target.shared and not self._own_process(session, target))):
+            if per_user_credentials(target):
+                # One session for every caller cannot carry one caller's identity, and
+                # sending the call without it would act with the gateway's own.
+                raise UpstreamError(
+                    target.name,
+                    "needs per-user credentials (headers_from_claims or token_exchange), which its "
+                    "shared session cannot carry: use a handshake-era (2025) client, or a target "
+                    "that speaks the handshake era",
+                )
             if target.session is None:
                 raise UpstreamError(target.name, f"not ready ({target.last_error or target.state})")
             return target.session
@@ -459,6 +528,8 @@ class Dispatcher:
             up = target.new_session(era=target.session_era(False))
             up.single_owner = True
             up.last_used = time.monotonic()
+            if per_user_credentials(target):
+                up.header_provider = self._header_provider(session, target)
             up.on_unsolicited = lambda msg, upstream: self._unsolicited(session, msg, upstream)
             up.on_reopened = lambda upstream: self._restore(session, upstream)
             await up.open(session.capabilities, session.client_info, session.protocol_version)
@@ -498,6 +569,23 @@ class Dispatcher:
             log.warning("target '%s': %d client processes (limits.max_client_processes); further "
                         "clients share its process and get no server requests or log lines", target.name, used)
         return False
+    def _header_provider(self, session: ClientSession, target: Target) -> Callable[[], Any]:
+        """The caller's upstream headers for ``target``, made from the session owner's
+        current token each time (cheap when cached; an exchanged token expires)."""
+        config = target.config
+
+        async def provide() -> dict[str, str]:
+            if self.credentials is None:
+                raise UpstreamError(config.name, "per-user credentials are not configured on this gateway")
+            auth = session.authorization or ""
+            scheme, _, token = auth.strip().partition(" ")
+            bearer = token.strip() if scheme.lower() == "bearer" else None
+            try:
+                return await self.credentials.headers(config, session.caller, bearer)
+            except CredentialsError as exc:
+                raise UpstreamError(config.name, exc.reason, exc.status) from None
+
+        return provide
 
     async def _restore(self, session: ClientSession, upstream: UpstreamSession) -> None:
         """The target lost this client's session (it restarted) and a new one replaced it:

@@ -45,6 +45,8 @@ class Gateway:
         self.on_list_changed: Callable[[str], None] = _ignore
         self.on_target_message: TargetMessage | None = None
         self.on_target_removed: Callable[[str], Awaitable[None]] | None = None
+        #: Called with the new config after a reload (the dispatcher rebuilds its policy).
+        self.on_reload: Callable[[GatewayConfig], None] | None = None
         self._sources: dict[str, asyncio.Task[Any]] = {}
         #: What each source last asked for (name -> config), for clashes that clear.
         self._desired: dict[str, dict[str, TargetConfig]] = {}
@@ -123,15 +125,18 @@ class Gateway:
         self._draining.discard(target)
 
     async def reload(self, config: GatewayConfig) -> None:
-        """Apply an edited config file: targets, prefix and limits live; listeners need a restart."""
+        """Apply an edited config file: targets, prefix, limits and authorization live;
+        listeners (``listen``, ``admin``, ``auth``) need a restart."""
         old = self.config
-        for section in ("listen", "admin"):
+        for section in ("listen", "admin", "auth"):
             if getattr(old, section) != getattr(config, section):
                 log.warning("config: '%s' changed; it takes effect on restart", section)
-        config = config.model_copy(update={"listen": old.listen, "admin": old.admin})
+        config = config.model_copy(update={"listen": old.listen, "admin": old.admin, "auth": old.auth})
         self.config = config
         for target in self.targets.values():
             target.max_response_bytes = config.limits.max_response_bytes
+        if self.on_reload is not None:
+            self.on_reload(config)
         await self.apply(config.targets, source=self.config_source)
         if old.prefix != config.prefix or old.limits.max_uri_bytes != config.limits.max_uri_bytes:
             self._catalog_changed(None)

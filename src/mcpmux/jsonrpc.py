@@ -21,6 +21,8 @@ INTERNAL_ERROR = -32603
 TARGET_UNAVAILABLE = -32001
 #: The request was cancelled by the client before its target answered.
 REQUEST_CANCELLED = -32800
+#: The caller is over a rate limit (``data.retryAfter`` says when to try again).
+RATE_LIMITED = -32000
 
 loads = orjson.loads
 

@@ -61,6 +61,8 @@ class Continuation:
         self.task: asyncio.Task[Any] | None = None
         #: The request it answers (method and name): its requestState is bound to it.
         self.origin = ""
+        #: The principal (key) whose request started it: only they may resume it.
+        self.principal: str | None = None
         #: The upstream call held: where it runs and its id there.
         self.upstream: UpstreamSession | None = None
         self.uid: Any = None
@@ -201,17 +203,26 @@ class Bridge:
     async def aclose(self) -> None:
         await self.continuations.aclose()
 
-    def hold(self, target: str, upstream: UpstreamSession, method: str, params: Any, origin: str) -> Continuation:
+    def hold(
+        self, target: str, upstream: UpstreamSession, method: str, params: Any, origin: str,
+        owner: str | None = None,
+    ) -> Continuation:
         held = self.continuations.start(target, upstream, method, params)
         held.origin = origin
+        held.principal = owner
         return held
 
     async def resume(
-        self, target: str, origin: str, params: dict[str, Any]
+        self, target: str, origin: str, params: dict[str, Any], owner: str | None = None
     ) -> tuple[dict[str, Any], Continuation | None]:
-        """A modern client's retry: unwrap our requestState, deliver its inputResponses."""
+        """A modern client's retry: unwrap our requestState, deliver its inputResponses.
+        ``owner`` is the caller's principal key: a state sealed for another is refused."""
         params = dict(params)
         state = self.sealer.open(params.pop("requestState", None))
+        if state.get("p") != owner:
+            # Bound to its principal: someone else's state (seen in a log, a proxy) must
+            # neither resume their held call nor replay their target's state.
+            raise RPCError(INVALID_PARAMS, "requestState was not issued to this caller")
         responses = params.pop("inputResponses", None) or {}
         if not isinstance(responses, dict):
             raise RPCError(INVALID_PARAMS, "inputResponses must be an object")
@@ -226,7 +237,7 @@ class Bridge:
                 params["inputResponses"] = responses
             return params, None
         held = self.continuations.get(state["c"])
-        if held is None:
+        if held is None or held.principal != owner:
             raise RPCError(INVALID_PARAMS, "requestState expired: send the request again without it")
         for key, value in responses.items():
             # Keys we did not ask (or already had answered) are ignored: a server SHOULD
@@ -280,7 +291,7 @@ class Bridge:
 
     def ask_input(self, held: Continuation, rid: Any) -> Message:
         """The InputRequiredResult for what the held call still waits for."""
-        state = self.sealer.seal({"t": held.target, "o": held.origin, "c": held.id})
+        state = self.sealer.seal({"t": held.target, "o": held.origin, "c": held.id, "p": held.principal})
         return result(
             rid, {"resultType": "input_required", "inputRequests": dict(held.asked), "requestState": state}
         )
@@ -300,7 +311,9 @@ class Bridge:
         sealed; a handshake client is asked with real requests and the call retried."""
         res = resp["result"]
         if session.stateless:
-            sealed = self.sealer.seal({"t": target, "o": origin, "s": res.get("requestState")})
+            sealed = self.sealer.seal(
+                {"t": target, "o": origin, "s": res.get("requestState"), "p": session.record.owner}
+            )
             return {**resp, "result": {**res, "requestState": sealed}}
         for _ in range(MAX_INPUT_ROUNDS):
             answers: dict[str, Any] = {}

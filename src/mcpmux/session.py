@@ -109,6 +109,10 @@ class ClientSession:
         self._owed: dict[int, tuple[UpstreamSession, Any, Call | None] | asyncio.Future[Message]] = {}
         #: client request id -> (upstream, upstream id, task, call) while in flight
         self.inflight: dict[Any, tuple[UpstreamSession, int, asyncio.Task[Any] | None, Call]] = {}
+        #: The owner's Principal and Authorization header as of its latest request (never
+        #: stored in the record): per-caller upstream headers are made from them.
+        self.caller: Any = None
+        self.authorization: str | None = None
 
     # -- the record's fields, read where they live --------------------------
     @property

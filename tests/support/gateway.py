@@ -43,19 +43,22 @@ class Gateway:
         raise AssertionError(f"target {name} not {state} after {timeout}s: {last}\n{self.log()[-3000:]}")
 
 
-def free_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Tests never take fixed ports: listen and admin always pick free ones."""
+def free_config(config: dict[str, Any], port: int = 0) -> dict[str, Any]:
+    """Tests never take fixed ports: listen and admin pick free ones (``port``: a free
+    port the test chose, when it must know the URL before the gateway starts)."""
     cfg = dict(config)
-    cfg["listen"] = {**cfg.get("listen", {}), "host": "127.0.0.1", "port": 0}
+    cfg["listen"] = {**cfg.get("listen", {}), "host": "127.0.0.1", "port": port}
     cfg["admin"] = {**cfg.get("admin", {}), "host": "127.0.0.1", "port": 0}
     return cfg
 
 
 @contextlib.contextmanager
-def run_gateway(config: dict[str, Any], tmp_path: Path, wait: bool = True) -> Iterator[Gateway]:
+def run_gateway(
+    config: dict[str, Any], tmp_path: Path, wait: bool = True, *, port: int = 0
+) -> Iterator[Gateway]:
     """Start ``mcpmux run -c`` with ``config`` (ports default to 0) and stop it after."""
     cfg_path = tmp_path / f"mcpmux-{time.monotonic_ns()}.json"
-    cfg_path.write_text(json.dumps(free_config(config)))
+    cfg_path.write_text(json.dumps(free_config(config, port)))
     ready = tmp_path / f"ready-{time.monotonic_ns()}.json"
     log_path = tmp_path / f"gateway-{time.monotonic_ns()}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -70,6 +70,9 @@ class NoSecrets:
     def visible(self, ctx: RequestContext, kind: Kind, action: Action) -> bool:
         return self.authorize(ctx, action)
 
+    def throttle(self, ctx: RequestContext, method: str, name: str | None) -> float | None:
+        return None
+
 
 async def test_the_authorize_step_sees_the_target_s_own_name_and_a_denial_looks_unknown() -> None:
     srv, policy = servers(), NoSecrets()

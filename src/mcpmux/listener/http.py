@@ -34,6 +34,7 @@ from ..protocol import HANDSHAKE_VERSIONS as SUPPORTED_VERSIONS
 from ..protocol import MODERN_VERSIONS, RESUMABLE_FROM
 from ..session import ClientSession
 from ..sse import encode
+from .auth import ResourceServer
 from .modern import serve_modern
 from .streams import SSE_HEADERS, ResponseStream, send_json
 
@@ -46,6 +47,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 #: Seconds a call runs before the listener watches for its client hanging up.
 WATCH_AFTER = 0.5
+#: Where the listener leaves the authenticated caller for the handlers in ``extra``.
+PRINCIPAL = "mcpmux.principal"
 
 
 class HttpError(Exception):
@@ -62,13 +65,26 @@ async def send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]]
     await send({"type": "http.response.body", "body": b""})
 
 
-class StreamableHTTP:
-    """ASGI app: ``/mcp`` (and ``/mcp/``); everything else is 404."""
+def principal_of(scope: Scope) -> Any:
+    """The caller the listener authenticated (None without authentication)."""
+    return scope.get(PRINCIPAL)
 
-    def __init__(self, dispatcher: Dispatcher, path: str = "/mcp") -> None:
+
+def owner_key(principal: Any) -> str | None:
+    return getattr(principal, "key", None)
+
+
+class StreamableHTTP:
+    """ASGI app: ``/mcp`` (and ``/mcp/``); everything else is 404.
+
+    With ``auth`` every request to ``/mcp`` and to the ``extra`` handlers (``/sse``,
+    ``/messages``) is authenticated first, and the RFC 9728 metadata is served."""
+
+    def __init__(self, dispatcher: Dispatcher, path: str = "/mcp", auth: ResourceServer | None = None) -> None:
         self.dispatcher = dispatcher
         self.gateway = dispatcher.gateway
         self.path = path
+        self.auth = auth
         self.extra: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,6 +94,10 @@ class StreamableHTTP:
         if scope["type"] != "http":
             return
         path = scope["path"].rstrip("/") or "/"
+        auth = self.auth
+        if auth is not None and path in auth.metadata_paths:
+            await auth.metadata(scope, headers_of(scope), send)
+            return
         handler = self.extra.get(path)
         if path != self.path and handler is None:
             await send_json(send, 404, {"error": f"not found: the MCP endpoint is {self.path}"})
@@ -86,17 +106,24 @@ class StreamableHTTP:
         if not self._origin_ok(headers.get("origin")):
             await send_json(send, 403, error(None, INVALID_REQUEST, f"forbidden: Origin {headers['origin']} is not allowed (see allowed_origins)"))
             return
+        principal = None
+        if auth is not None:
+            # Before the body is read or a session looked up: a refusal changes nothing.
+            principal = await auth.authenticate(scope, headers, send)
+            if principal is None:
+                return
         if handler is not None:
+            scope[PRINCIPAL] = principal
             await handler(scope, receive, send)
             return
         method = scope["method"]
         try:
             if method == "POST":
-                await self._post(headers, receive, send)
+                await self._post(headers, receive, send, principal)
             elif method == "GET":
-                await self._get(headers, receive, send)
+                await self._get(headers, receive, send, principal)
             elif method == "DELETE":
-                await self._delete(headers, send)
+                await self._delete(headers, send, principal)
             else:
                 await send_json(send, 405, error(None, INVALID_REQUEST, f"method {method} not allowed: use POST, GET or DELETE"),
                                 [(b"allow", b"GET, POST, DELETE")])
@@ -115,11 +142,16 @@ class StreamableHTTP:
             return False
         return host in LOOPBACK
 
-    def _session(self, headers: dict[str, str]) -> ClientSession:
+    def _session(self, headers: dict[str, str], principal: Any) -> ClientSession:
         sid = headers.get("mcp-session-id")
         if not sid:
             raise HttpError(400, "missing Mcp-Session-Id header: initialize first and send the id it returned")
         session = self.dispatcher.sessions.get(sid)
+        if session is not None and session.record.owner != owner_key(principal):
+            # Someone else's session: answered as unknown, so its existence is not confirmed.
+            log.warning("session %s: presented by %s, not its owner; refused",
+                        session.id[:8], owner_key(principal))
+            session = None
         if session is None:
             raise HttpError(404, "unknown or expired session: initialize a new one", -32001)
         version = headers.get("mcp-protocol-version")
@@ -127,7 +159,7 @@ class StreamableHTTP:
             raise HttpError(400, f"unsupported MCP-Protocol-Version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
         return session
 
-    async def _post(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    async def _post(self, headers: dict[str, str], receive: Receive, send: Send, principal: Any = None) -> None:
         accept = headers.get("accept", "")
         if not (_accepts(accept, "application/json") and _accepts(accept, "text/event-stream")):
             raise HttpError(406, "not acceptable: Accept must list application/json and text/event-stream")
@@ -136,14 +168,14 @@ class StreamableHTTP:
             era.is_modern(msg) or headers.get("mcp-protocol-version") in MODERN_VERSIONS
         ):
             if is_request(msg):
-                await serve_modern(self.dispatcher, msg, headers, receive, send)
+                await serve_modern(self.dispatcher, msg, headers, receive, send, principal)
             else:  # 2026 HTTP defines no client notifications; accepted and ignored
                 await send_empty(send, 202)
             return
         if msg.get("method") == "initialize" and "id" in msg:
-            await self._initialize(msg, send)
+            await self._initialize(msg, send, principal)
             return
-        session = self._session(headers)
+        session = self._session(headers, principal)
         session_hdr = [(b"mcp-session-id", session.id.encode())]
         if is_request(msg):
             resumable = session.protocol_version >= RESUMABLE_FROM
@@ -151,7 +183,7 @@ class StreamableHTTP:
             await stream.open()
             watch = DisconnectWatch(receive, session, stream, msg["id"], resumable)
             try:
-                resp = await self.dispatcher.handle(RequestContext(session, "http", headers, stream), msg)
+                resp = await self.dispatcher.handle(RequestContext(session, "http", headers, stream, principal), msg)
             except Exception:
                 log.exception("session %s: request %s failed", session.id[:8], msg.get("method"))
                 resp = error(msg["id"], -32603, "internal gateway error (see the gateway log)")
@@ -160,24 +192,24 @@ class StreamableHTTP:
             await stream.finish(resp)
             stream_done(session, stream)
         elif is_notification(msg):
-            await self.dispatcher.notification(RequestContext(session, "http", headers), msg)
+            await self.dispatcher.notification(RequestContext(session, "http", headers, principal=principal), msg)
             await send_empty(send, 202)
         else:
-            await self.dispatcher.response(RequestContext(session, "http", headers), msg)
+            await self.dispatcher.response(RequestContext(session, "http", headers, principal=principal), msg)
             await send_empty(send, 202)
 
-    async def _initialize(self, msg: Message, send: Send) -> None:
+    async def _initialize(self, msg: Message, send: Send, principal: Any = None) -> None:
         try:
-            session, resp = await self.dispatcher.initialize(msg)
+            session, resp = await self.dispatcher.initialize(msg, principal)
         except RPCError as exc:
             await send_json(send, 400, exc.to_message(msg["id"]))
             return
         await send_json(send, 200, resp, [(b"mcp-session-id", session.id.encode())])
 
-    async def _get(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    async def _get(self, headers: dict[str, str], receive: Receive, send: Send, principal: Any = None) -> None:
         if not _accepts(headers.get("accept", ""), "text/event-stream"):
             raise HttpError(406, "not acceptable: a GET stream needs Accept: text/event-stream")
-        session = self._session(headers)
+        session = self._session(headers, principal)
         last = headers.get("last-event-id")
         if last:
             key, _, seq = last.rpartition("-")
@@ -212,8 +244,8 @@ class StreamableHTTP:
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b""})
 
-    async def _delete(self, headers: dict[str, str], send: Send) -> None:
-        session = self._session(headers)
+    async def _delete(self, headers: dict[str, str], send: Send, principal: Any = None) -> None:
+        session = self._session(headers, principal)
         await self.dispatcher.close_session(session.id)
         await send_empty(send, 200)
 

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -46,6 +47,8 @@ from .http import (
     StreamableHTTP,
     echo_id,
     headers_of,
+    owner_key,
+    principal_of,
     read_message,
     send_empty,
 )
@@ -60,8 +63,11 @@ KEEPALIVE = 15.0
 class Connection:
     """One open ``GET /sse`` stream and the client session that lives on it."""
 
-    def __init__(self, cid: str, send: Send) -> None:
+    def __init__(self, cid: str, send: Send, principal: Any = None) -> None:
         self.id = cid
+        #: Who opened the stream: only they may POST to it (and own its session).
+        self.principal = principal
+        self.owner = owner_key(principal)
         self._send = send
         self._lock = asyncio.Lock()
         self.session: ClientSession | None = None
@@ -142,7 +148,7 @@ class LegacySSE:
             )
             return
         cid = secrets.token_hex(16)
-        conn = Connection(cid, send)
+        conn = Connection(cid, send, principal_of(scope))
         self.connections[cid] = conn
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?sessionId={cid}"
         try:
@@ -198,6 +204,11 @@ class LegacySSE:
                 f"missing sessionId query parameter: POST to the URL of the 'endpoint' event of GET {self.sse_path}",
             )
         conn = self.connections.get(cid)
+        principal = principal_of(scope)
+        if conn is not None and conn.owner != owner_key(principal):
+            # Another caller's stream: answered as unknown, nothing is read or forwarded.
+            log.warning("sse %s: POST by %s, not the stream's owner; refused", cid[:8], owner_key(principal))
+            conn = None
         if conn is None or conn.closed.is_set():
             raise HttpError(
                 404,
@@ -210,12 +221,12 @@ class LegacySSE:
         if session is None:
             await self._before_initialize(conn, msg)
         elif is_request(msg):
-            ctx = RequestContext(session, "sse", headers, conn.emit)
+            ctx = RequestContext(session, "sse", headers, conn.emit, principal)
             conn.tasks.spawn(self._answer(conn, ctx, msg), f"request-{msg['method']}")
         elif is_notification(msg):
-            await self.dispatcher.notification(RequestContext(session, "sse", headers), msg)
+            await self.dispatcher.notification(RequestContext(session, "sse", headers, principal=principal), msg)
         else:
-            await self.dispatcher.response(RequestContext(session, "sse", headers), msg)
+            await self.dispatcher.response(RequestContext(session, "sse", headers, principal=principal), msg)
         await send_empty(send, 202)
 
     async def _before_initialize(self, conn: Connection, msg: Message) -> None:
@@ -242,7 +253,7 @@ class LegacySSE:
                 )
                 return
             try:
-                session, resp = await self.dispatcher.initialize(msg)
+                session, resp = await self.dispatcher.initialize(msg, conn.principal)
             except RPCError as exc:
                 await conn.emit(exc.to_message(msg["id"]))
                 return

@@ -59,7 +59,8 @@ def decorate(gateway: Gateway, resp: Message) -> Message:
 
 
 async def serve_modern(
-    dispatcher: Dispatcher, msg: Message, headers: dict[str, str], receive: Receive, send: Send
+    dispatcher: Dispatcher, msg: Message, headers: dict[str, str], receive: Receive, send: Send,
+    principal: Any = None,
 ) -> None:
     gateway = dispatcher.gateway
     rid = msg["id"]
@@ -78,14 +79,14 @@ async def serve_modern(
     except RPCError as exc:
         await send_json(send, 400, exc.to_message(rid))
         return
-    session = dispatcher.stateless(env)
+    session = dispatcher.stateless(env, principal)
     if msg["method"] == "subscriptions/listen":
         await _listen(dispatcher, session, msg, receive, send)
         return
     stream = ResponseStream("", send, [], resumable=False)
     # 2026: closing the response stream is the cancellation (a MUST of the transport);
     # a held handshake call is then cancelled on its target too.
-    ctx = RequestContext(session, "http", headers, stream, envelope=env)
+    ctx = RequestContext(session, "http", headers, stream, principal, envelope=env)
     work = asyncio.ensure_future(dispatcher.handle(ctx, msg))
     gone = asyncio.ensure_future(_disconnected(receive))
     try:

@@ -4,6 +4,11 @@ The dispatcher routes a request first, then asks the policy: ``authorize`` sees
 what the request would reach (target, tool, prompt or resource as the target
 names it) before anything is forwarded, and ``visible`` filters every list
 page. A denial is answered exactly like an unknown name, so it reveals nothing.
+``throttle`` runs once per client request, before routing: a caller over its rate
+limit is told when to retry and nothing is forwarded.
+
+Implementations: :class:`AllowAll` (the default) and
+:class:`~mcpmux.policy.authorization.RulesPolicy` (CEL rules and rate limits).
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ class Policy(Protocol):
         it would be, with the name or URI as the target knows it."""
         ...
 
+    def throttle(self, ctx: RequestContext, method: str, name: str | None) -> float | None:
+        """Charge one request (``name``: the tool a ``tools/call`` asks for, as the client
+        named it). None when allowed, else the seconds until it would be."""
+        ...
+
 
 class AllowAll:
     """No authentication, no rules: everyone may do everything (the default)."""
@@ -54,3 +64,6 @@ class AllowAll:
 
     def visible(self, ctx: RequestContext, kind: Kind, action: Action) -> bool:
         return True
+
+    def throttle(self, ctx: RequestContext, method: str, name: str | None) -> float | None:
+        return None

@@ -51,6 +51,7 @@ class CallSink(Protocol):
 
 Unsolicited = Callable[[Message, "UpstreamSession"], Awaitable[None]]
 Reopened = Callable[["UpstreamSession"], Awaitable[None]]
+HeaderProvider = Callable[[], Awaitable[dict[str, str]]]
 
 
 class UpstreamSession:
@@ -86,6 +87,10 @@ class UpstreamSession:
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.last_used = 0.0
+        #: Per-caller headers (identity from claims, an exchanged token), awaited for
+        #: each HTTP request of a client's own session; may raise UpstreamError. Kinds
+        #: that are not HTTP ignore it (the config refuses per-user credentials there).
+        self.header_provider: HeaderProvider | None = None
         self._ids = itertools.count(1)
         self._pending: dict[Any, tuple[asyncio.Future[Message], CallSink | None]] = {}
         self._progress: dict[Any, CallSink] = {}

@@ -147,6 +147,14 @@ class HttpSession(UpstreamSession):
             h["MCP-Protocol-Version"] = self.protocol_version
         return h
 
+    async def _request_headers(self, msg: Message | None = None) -> dict[str, str]:
+        """``_headers`` plus the caller's own (``header_provider``), computed per request
+        because exchanged tokens expire."""
+        h = self._headers(msg)
+        if self.header_provider is not None:
+            h.update(await self.header_provider())
+        return h
+
     async def _connect(self) -> None:
         self.session_id = None
         self.init_result = {}
@@ -377,7 +385,7 @@ class HttpSession(UpstreamSession):
         body = orjson.dumps(msg)
         try:
             async with self.client.post(
-                self.url, data=body, headers=self._headers(msg), allow_redirects=False
+                self.url, data=body, headers=await self._request_headers(msg), allow_redirects=False
             ) as resp:
                 if 300 <= resp.status < 400:
                     raise redirect_error(self.target, self.url, resp)
@@ -438,7 +446,7 @@ class HttpSession(UpstreamSession):
             if paused is not None:
                 await paused(parser.retry)
             await asyncio.sleep((parser.retry or 0) / 1000)
-            headers = self._headers()
+            headers = await self._request_headers()
             headers["Accept"] = "text/event-stream"
             headers["Last-Event-ID"] = parser.last_event_id
             resp = await self.streams.get(self.url, headers=headers, allow_redirects=False)
@@ -479,12 +487,12 @@ class HttpSession(UpstreamSession):
         backoff = 1.0
         parser = Parser(self.max_response)
         while not self.closed.is_set() and generation == self._generation:
-            headers = self._headers()
-            headers["Accept"] = "text/event-stream"
-            del headers["Content-Type"]
-            if parser.last_event_id:
-                headers["Last-Event-ID"] = parser.last_event_id
             try:
+                headers = await self._request_headers()
+                headers["Accept"] = "text/event-stream"
+                del headers["Content-Type"]
+                if parser.last_event_id:
+                    headers["Last-Event-ID"] = parser.last_event_id
                 async with self.streams.get(
                     self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None),
                     allow_redirects=False,
@@ -510,7 +518,7 @@ class HttpSession(UpstreamSession):
                 # The stream is dropped and reopened (after the backoff) with a new parser.
                 log.warning("target '%s': GET stream dropped: %s", self.target, exc)
                 parser = Parser(self.max_response)
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (aiohttp.ClientError, OSError, TimeoutError, UpstreamError) as exc:
                 log.debug("target '%s': GET stream broke: %r", self.target, exc)
             opened.set()
             await asyncio.sleep(backoff)
@@ -525,7 +533,10 @@ class HttpSession(UpstreamSession):
     async def _disconnect(self) -> None:
         if not self.session_id:
             return
-        headers = self._headers()
+        try:
+            headers = await self._request_headers()
+        except UpstreamError:  # no credentials any more: the DELETE is best effort anyway
+            headers = self._headers()
         try:
             async with self.client.delete(
                 self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=2), allow_redirects=False

@@ -44,6 +44,8 @@ class SseSession(UpstreamSession):
 
     async def _connect(self) -> None:
         headers = {"Accept": "text/event-stream", **self.headers}
+        if self.header_provider is not None:
+            headers.update(await self.header_provider())
         try:
             resp = await (self.streams or self.client).get(
                 self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout),
@@ -105,11 +107,14 @@ class SseSession(UpstreamSession):
     async def _send(self, msg: Message) -> None:
         if self.endpoint is None:
             raise upstream_error(self.target, "not connected")
+        headers = {"Content-Type": "application/json", **self.headers}
+        if self.header_provider is not None:
+            headers.update(await self.header_provider())
         try:
             async with self.client.post(
                 self.endpoint,
                 data=orjson.dumps(msg),
-                headers={"Content-Type": "application/json", **self.headers},
+                headers=headers,
                 allow_redirects=False,
             ) as resp:
                 if 300 <= resp.status < 400:

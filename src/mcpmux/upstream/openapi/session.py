@@ -215,8 +215,14 @@ class OpenApiSession(UpstreamSession):
                 op,
                 "the document names no absolute server URL; set 'base_url' in the target's openapi config",
             )
+        headers = self.spec.headers
+        if self.header_provider is not None:
+            try:
+                headers = {**headers, **await self.header_provider()}
+            except UpstreamError as exc:
+                return _failure(op, exc.reason)
         try:
-            req = build_request(op, arguments, base, self.spec.headers)
+            req = build_request(op, arguments, base, headers)
         except ArgumentError as exc:
             return _failure(op, f"invalid arguments: {exc}")
         except (TypeError, ValueError) as exc:  # a value that cannot be serialized

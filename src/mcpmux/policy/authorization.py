@@ -1,0 +1,95 @@
+"""The configured policy: CEL rules (who may call what) and rate limits per caller.
+
+:class:`RulesPolicy` is what ``authorization:`` in the config turns into
+(:func:`build_policy`). ``authorize`` evaluates the rules on what a routed request
+would reach, with the names the *target* uses (``mcp.tool.name`` is ``echo``, not
+``demo_echo``), so a rule keeps meaning the same thing whatever the prefix mode;
+``visible`` applies the same test to every list item, so callers see exactly what
+they may use. A request that names no tool, prompt or resource (a method forwarded
+in bridge mode) is allowed to any caller that got this far — authenticated, when
+``auth`` is on. ``initialize``, ``ping``, ``logging/setLevel`` and the lists never
+reach ``authorize`` at all.
+
+Rate limits are charged per principal (its ``key``, ``"<iss>|<sub>"``); without
+authentication every caller shares the key ``anonymous``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..config import AuthorizationConfig, GatewayConfig
+from ..protocol import Kind
+from . import Action, AllowAll, Policy
+from .ratelimit import RateLimiter
+from .rules import Rules
+
+if TYPE_CHECKING:
+    from ..context import RequestContext
+
+__all__ = ["ANONYMOUS", "RulesPolicy", "build_policy", "principal_key"]
+
+ANONYMOUS = "anonymous"
+_NO_CLAIMS: dict[str, Any] = {}
+
+
+def principal_key(ctx: RequestContext) -> str:
+    key = getattr(ctx.principal, "key", None)
+    return key if isinstance(key, str) else ANONYMOUS
+
+
+def _mcp(action: Action) -> dict[str, Any]:
+    """The ``mcp`` variable of the rules for one action."""
+    out: dict[str, Any] = {"method": action.method, "target": action.target}
+    if action.uri is not None:
+        out["resource"] = {"uri": action.uri}
+    elif action.name is not None:
+        if action.method == "tools/call":
+            out["tool"] = {"name": action.name}
+        else:  # prompts/get, and completion/complete on a prompt
+            out["prompt"] = {"name": action.name}
+    if action.arguments is not None:
+        out["arguments"] = action.arguments
+    return out
+
+
+class RulesPolicy:
+    """See the module docstring. ``rules`` and ``limiter`` may each be empty."""
+
+    def __init__(self, rules: Rules, limiter: RateLimiter, config: AuthorizationConfig) -> None:
+        self.rules = rules
+        self.limiter = limiter
+        #: What it was built from (a reload with the same section keeps this object).
+        self.config = config
+        self.varies_per_caller = len(rules) > 0
+
+    def _allows(self, ctx: RequestContext, action: Action) -> bool:
+        if not self.varies_per_caller or (action.name is None and action.uri is None):
+            return True
+        claims = getattr(ctx.principal, "claims", None)
+        return self.rules.allows(claims if isinstance(claims, dict) else _NO_CLAIMS, _mcp(action))
+
+    def authorize(self, ctx: RequestContext, action: Action) -> bool:
+        return self._allows(ctx, action)
+
+    def visible(self, ctx: RequestContext, kind: Kind, action: Action) -> bool:
+        return self._allows(ctx, action)
+
+    def throttle(self, ctx: RequestContext, method: str, name: str | None) -> float | None:
+        if not self.limiter:
+            return None
+        return self.limiter.check(principal_key(ctx), name if method == "tools/call" else None)
+
+
+def build_policy(config: GatewayConfig, current: Policy | None = None) -> Policy:
+    """The policy for ``config``; ``current`` is kept when its section did not change
+    (a reload must not refill everyone's rate-limit buckets)."""
+    section = config.authorization
+    if section is None or (not section.rules and not section.rate_limits):
+        return AllowAll()
+    if isinstance(current, RulesPolicy) and current.config == section:
+        return current
+    limiter = RateLimiter(section.rate_limits)
+    if isinstance(current, RulesPolicy) and current.config.rate_limits == section.rate_limits:
+        limiter = current.limiter  # only the rules changed: the buckets carry over
+    return RulesPolicy(Rules(section.rules), limiter, section)
