@@ -1,7 +1,7 @@
 -- wrk script for mcpmux benchmarks: POST one JSON-RPC request per call with the
 -- session headers of an MCP session the harness opened beforehand.
 --
---   wrk -t1 -c16 -d5s -s bench/call.lua URL -- SESSION_ID PROTOCOL_VERSION BODY_FILE
+--   wrk -t1 -c16 -d5s -s bench/call.lua URL -- SESSION_ID PROTOCOL_VERSION BODY_FILE [AUTHORIZATION]
 --
 -- BODY_FILE holds the request with the literal id 0 ("id":0); each request gets a
 -- fresh id (a session must not have two requests in flight with one id). done()
@@ -30,6 +30,9 @@ function init(args)
   wrk.headers["Accept"] = "application/json, text/event-stream"
   wrk.headers["Mcp-Session-Id"] = args[1]
   wrk.headers["MCP-Protocol-Version"] = args[2]
+  if args[4] and args[4] ~= "" then
+    wrk.headers["Authorization"] = args[4]
+  end
 end
 
 function request()

@@ -28,14 +28,19 @@ class McpSession:
     url: str
     sid: str
     version: str
+    #: An ``Authorization`` header value, for a gateway with ``auth`` on.
+    authorization: str | None = None
 
     def headers(self, accept: str = ACCEPT) -> dict[str, str]:
-        return {
+        h = {
             "Accept": accept,
             "Content-Type": "application/json",
             "Mcp-Session-Id": self.sid,
             "MCP-Protocol-Version": self.version,
         }
+        if self.authorization:
+            h["Authorization"] = self.authorization
+        return h
 
 
 class ClientError(Exception):
@@ -64,7 +69,8 @@ def parse_answer(ctype: str, raw: bytes) -> dict[str, Any]:
 
 
 async def open_session(
-    http: aiohttp.ClientSession, url: str, version: str = JSON_VERSION, name: str = "mcpmux-bench"
+    http: aiohttp.ClientSession, url: str, version: str = JSON_VERSION, name: str = "mcpmux-bench",
+    authorization: str | None = None,
 ) -> McpSession:
     """initialize + notifications/initialized; the session wrk (or a caller) then uses."""
     init = {
@@ -78,6 +84,8 @@ async def open_session(
         },
     }
     hdrs = {"Accept": ACCEPT, "Content-Type": "application/json"}
+    if authorization:
+        hdrs["Authorization"] = authorization
     async with http.post(url, data=orjson.dumps(init), headers=hdrs) as resp:
         raw = await resp.read()
         if resp.status != 200:
@@ -86,7 +94,7 @@ async def open_session(
         answer = parse_answer(resp.headers.get("Content-Type", ""), raw)
     if not sid or "result" not in answer:
         raise ClientError(f"initialize at {url} gave no session: {answer}")
-    session = McpSession(url, sid, answer["result"].get("protocolVersion", version))
+    session = McpSession(url, sid, answer["result"].get("protocolVersion", version), authorization)
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
     async with http.post(url, data=orjson.dumps(note), headers=session.headers()) as resp:
         await resp.read()

@@ -33,6 +33,9 @@ Scenarios (issue 6):
    direct stdio client at the same concurrency.
 5. Start-up: ``mcpmux run`` to ``/readyz`` 200 with 50 targets (50 http targets on
    the minimal backend; 50 stdio ``mcpmux.demo.clock`` processes).
+6. The secured path: ``tools/call`` to server-everything through a gateway with JWT
+   validation (a JWKS file) and three CEL rules on, beside the same gateway without
+   them (goals of the Security issue: ≥ 0.85× direct at c=16, ≤ 0.7 ms added p50 at c=1).
 
 A full run rewrites the generated part of ``docs/benchmarks.md`` (between the
 ``bench:begin``/``bench:end`` markers) and ``docs/benchmarks.png``; ``--quick`` and
@@ -384,9 +387,10 @@ class Harness:
         await wait_for(up, 60, "the FastMCP proxy")
         return Service(proc, [f"http://127.0.0.1:{port}/mcp"])
 
-    def gateway_config(self, targets: list[dict[str, Any]], listen: int = 0, admin: int = 0) -> Path:
+    def gateway_config(self, targets: list[dict[str, Any]], listen: int = 0, admin: int = 0,
+                       extra: dict[str, Any] | None = None) -> Path:
         cfg = {"listen": {"host": "127.0.0.1", "port": listen},
-               "admin": {"host": "127.0.0.1", "port": admin}, "targets": targets}
+               "admin": {"host": "127.0.0.1", "port": admin}, "targets": targets, **(extra or {})}
         # Its own directory: the gateway watches the config's directory (live reload), and
         # the harness's other files must not wake that watcher during a measurement.
         path = self.workdir / f"gw-{time.monotonic_ns()}" / "mcpmux.json"
@@ -400,10 +404,11 @@ class Harness:
             argv += ["--ready-file", str(ready_file)]
         return self.procs.spawn(argv, "gateway", env={"PYTHONUNBUFFERED": "1"})
 
-    async def gateway(self, targets: list[dict[str, Any]], limit_s: float = 60) -> Service:
+    async def gateway(self, targets: list[dict[str, Any]], limit_s: float = 60,
+                      extra: dict[str, Any] | None = None) -> Service:
         """Start ``mcpmux run`` and wait until every target is ready."""
         ready = self.workdir / f"ready-{time.monotonic_ns()}.json"
-        proc = self.spawn_gateway(self.gateway_config(targets), ready)
+        proc = self.spawn_gateway(self.gateway_config(targets, extra=extra), ready)
 
         async def started() -> dict[str, Any] | None:
             if proc.poll() is not None:
@@ -444,7 +449,7 @@ async def wrk(url: str, session: McpSession, body: dict[str, Any], conc: int, du
     body_file = Path(tempfile.gettempdir()) / f"mcpmux-bench-{os.getpid()}-body.json"
     body_file.write_bytes(orjson.dumps({"jsonrpc": "2.0", "id": 0, **body}))
     argv = ["wrk", "-t1", f"-c{conc}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(LUA),
-            url, "--", session.sid, session.version, str(body_file)]
+            url, "--", session.sid, session.version, str(body_file), session.authorization or ""]
     await QUIET.wait()
     cpu0 = cpu_seconds(hop_pid) if hop_pid else 0.0
     window = LoadWindow()
@@ -944,8 +949,60 @@ async def scenario_5(h: Harness, res: Results) -> None:
     h.procs.stop(backend.proc)
 
 
+def secured_config(workdir: Path) -> tuple[dict[str, Any], str]:
+    """``auth`` (a JWKS file with a key made here) and three CEL rules like the Security
+    issue's, and a bearer token they accept: the config extra and the header value."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = workdir / f"jwks-{time.monotonic_ns()}.json"
+    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "bench", "alg": "RS256", "use": "sig"}]}))
+    now = int(time.time())
+    token = jwt.encode({"iss": "https://idp.bench", "aud": "https://mcp.bench/mcp", "sub": "alice",
+                        "groups": ["ops"], "iat": now, "exp": now + 3600}, key, algorithm="RS256",
+                       headers={"kid": "bench"})
+    extra = {
+        "auth": {"jwt": {"issuer": "https://idp.bench", "audiences": ["https://mcp.bench/mcp"],
+                         "jwks_file": str(jwks)},
+                 "resource": "https://mcp.bench/mcp", "authorization_servers": ["https://idp.bench"]},
+        "authorization": {"rules": [
+            'jwt.sub == "bob"',
+            '"ops" in jwt.groups && mcp.target == "k8s"',
+            'mcp.tool.name == "echo" && mcp.arguments.message.size() < 100',
+        ]},
+    }
+    return extra, f"Bearer {token}"
+
+
+async def scenario_6(h: Harness, res: Results) -> None:
+    """The secured path: tools/call through a gateway with JWT validation and CEL rules
+    on, beside the same gateway without them, against server-everything."""
+    everything = await h.everything_http()
+    target = [{"name": "b", "http": {"url": everything.url}}]
+    extra, bearer = secured_config(h.workdir)
+    plain = await h.gateway(target)
+    secured = await h.gateway(target, extra=extra)
+    paths = [
+        Path_("direct", await open_session(h.client, everything.url, JSON_VERSION)),
+        Path_("mcpmux", await open_session(h.client, plain.url, JSON_VERSION), plain.pid),
+        Path_("mcpmux+auth", await open_session(h.client, secured.url, JSON_VERSION, authorization=bearer),
+              secured.pid),
+    ]
+    call = {"method": "tools/call", "params": CALL_BODY}
+    case = f"tools/call, server-everything, {JSON_VERSION}, JWT + 3 CEL rules"
+    log(f"scenario 6: {case}")
+    await ab(h, res, "6", case, paths, call, h.st.concurrency, echo_check)
+    for p in paths:
+        await close_session(h.client, p.session)
+    for svc in (plain, secured, everything):
+        h.procs.stop(svc.proc)
+
+
 SCENARIOS: dict[int, Callable[[Harness, Results], Awaitable[None]]] = {
-    1: scenario_1, 2: scenario_2, 3: scenario_3, 4: scenario_4, 5: scenario_5,
+    1: scenario_1, 2: scenario_2, 3: scenario_3, 4: scenario_4, 5: scenario_5, 6: scenario_6,
 }
 
 
@@ -1109,6 +1166,14 @@ def goals(res: Results) -> list[tuple[str, str, str]]:
         if r1 and r1.added_p50_ms is not None:
             out.append((f"S1 c=1 added p50 ≤ 1 ms ({label})", f"+{r1.added_p50_ms:.2f} ms",
                         "met" if r1.added_p50_ms <= 1 else "not met"))
+    r16 = find("6", "mcpmux+auth", "16", "JWT")
+    if r16 and r16.ratio is not None:
+        out.append(("S6 secured c=16 throughput ≥ 0.85 x direct (server-everything)", f"{r16.ratio:.2f} x",
+                    "met" if r16.ratio >= 0.85 else "not met"))
+    r1 = find("6", "mcpmux+auth", "1", "JWT")
+    if r1 and r1.added_p50_ms is not None:
+        out.append(("S6 secured c=1 added p50 ≤ 0.7 ms (server-everything)", f"+{r1.added_p50_ms:.2f} ms",
+                    "met" if r1.added_p50_ms <= 0.7 else "not met"))
     for conc in ("1", "16"):
         r2 = find("2", "mcpmux", conc, "warm")
         if r2 and r2.p50_ms is not None:
