@@ -35,7 +35,7 @@ Scenarios (issue 6):
    the minimal backend; 50 stdio ``mcpmux.demo.clock`` processes).
 6. The secured path: ``tools/call`` to server-everything through a gateway with JWT
    validation (a JWKS file) and three CEL rules on, beside the same gateway without
-   them (goals of the Security issue: ≥ 0.85× direct at c=16, ≤ 0.7 ms added p50 at c=1).
+   them (goals of the Security issue: ≥ 0.85 x direct at c=16, ≤ 0.7 ms added p50 at c=1).
 
 A full run rewrites the generated part of ``docs/benchmarks.md`` (between the
 ``bench:begin``/``bench:end`` markers) and ``docs/benchmarks.png``; ``--quick`` and
