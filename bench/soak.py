@@ -41,7 +41,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,9 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import free_port, log
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "tests" / "peers"
 NODE = PEERS / "node_modules" / "node" / "bin" / "node"
@@ -63,20 +65,11 @@ CALL_TIMEOUT = 30.0
 STDIO_TARGETS = ("evs", "clock", "notes")
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 # ------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def descendants(pid: int) -> list[int]:
+    """Live descendant pids of ``pid``; unlike the harness's, zombies do not count."""
     kids: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
