@@ -285,10 +285,75 @@ def immortal() -> None:
         time.sleep(3600)
 
 
+STDIO_TOOLS = [
+    {"name": n, "description": f"hostile stdio: {n}", "inputSchema": {"type": "object"}}
+    for n in ("stray", "garbage", "log_flood", "huge_line", "echo")
+]
+
+
+def hostile_stdio() -> None:
+    """A stdio MCP server whose tools attack the reader of its stdout:
+
+    * ``stray``: before its answer, writes answers to ids nobody asked (the call's id + 1,
+      a string, null, an object), a second answer to the call itself comes after;
+    * ``garbage``: lines that are not JSON, JSON that is not JSON-RPC, then the answer;
+    * ``log_flood``: 20,000 ``notifications/message`` lines (64 kB each), then the answer;
+    * ``huge_line``: one 80 MiB line (over the gateway's 64 MiB line limit), then the answer;
+    * ``echo``: a normal answer (the process is still itself).
+    """
+    import sys
+
+    out = sys.stdout.buffer
+
+    def write(msg: Any) -> None:
+        out.write(orjson.dumps(msg) + b"\n")
+        out.flush()
+
+    blob = "x" * 65536
+    for raw in sys.stdin.buffer:
+        if not raw.strip():
+            continue
+        msg = orjson.loads(raw)
+        rid, method = msg.get("id"), msg.get("method")
+        if rid is None or method is None:
+            continue
+        params = msg.get("params") or {}
+        if method == "initialize":
+            write({"jsonrpc": "2.0", "id": rid, "result": {
+                "protocolVersion": params.get("protocolVersion", "2025-06-18"),
+                "capabilities": {"tools": {}, "logging": {}}, "serverInfo": {"name": "hostile-stdio", "version": "0"}}})
+            continue
+        if method != "tools/call":
+            write({"jsonrpc": "2.0", "id": rid, "result": {"tools": STDIO_TOOLS} if method == "tools/list" else {}})
+            continue
+        name = params.get("name")
+        answer = {"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": f"{name} done"}]}}
+        if name == "stray":
+            nxt = rid + 1 if isinstance(rid, int) else 0
+            for stray in (nxt, "nobody", None, {"an": "object"}):
+                write({"jsonrpc": "2.0", "id": stray, "result": {"content": [{"type": "text", "text": "stray"}]}})
+        elif name == "garbage":
+            out.write(b"this is not json\n{\"half\": \n[1, 2, 3]\n\"a string\"\n{\"jsonrpc\": \"1.0\"}\n")
+        elif name == "log_flood":
+            for i in range(20000):
+                write({"jsonrpc": "2.0", "method": "notifications/message",
+                       "params": {"level": "error", "data": f"{i} {blob}"}})
+        elif name == "huge_line":
+            chunk = b"y" * (1 << 20)
+            for _ in range(80):
+                out.write(chunk)
+            out.write(b"\n")
+        write(answer)
+        if name == "stray":
+            write(answer)  # the same answer twice
+
+
 if __name__ == "__main__":
     import sys
 
     if sys.argv[1:] == ["immortal"]:
         immortal()
+    elif sys.argv[1:] == ["stdio"]:
+        hostile_stdio()
     else:
-        sys.exit(f"usage: {sys.argv[0]} immortal")
+        sys.exit(f"usage: {sys.argv[0]} immortal|stdio")
