@@ -90,7 +90,7 @@ class StreamableHTTP:
         method = scope["method"]
         try:
             if method == "POST":
-                await self._post(headers, receive, send)
+                await self._post(headers, receive, send, peer_of(scope))
             elif method == "GET":
                 await self._get(headers, receive, send)
             elif method == "DELETE":
@@ -125,7 +125,7 @@ class StreamableHTTP:
             raise HttpError(400, f"unsupported MCP-Protocol-Version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
         return session
 
-    async def _post(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    async def _post(self, headers: dict[str, str], receive: Receive, send: Send, peer: str | None = None) -> None:
         accept = headers.get("accept", "")
         if not (_accepts(accept, "application/json") and _accepts(accept, "text/event-stream")):
             raise HttpError(406, "not acceptable: Accept must list application/json and text/event-stream")
@@ -139,7 +139,7 @@ class StreamableHTTP:
                 await send_empty(send, 202)
             return
         if msg.get("method") == "initialize" and "id" in msg:
-            await self._initialize(msg, send)
+            await self._initialize(msg, send, peer)
             return
         session = self._session(headers)
         session_hdr = [(b"mcp-session-id", session.id.encode())]
@@ -160,9 +160,9 @@ class StreamableHTTP:
             await self.dispatcher.response(RequestContext(session, "http", headers), msg)
             await send_empty(send, 202)
 
-    async def _initialize(self, msg: Message, send: Send) -> None:
+    async def _initialize(self, msg: Message, send: Send, peer: str | None = None) -> None:
         try:
-            session, resp = await self.dispatcher.initialize(msg)
+            session, resp = await self.dispatcher.initialize(msg, peer=peer)
         except RPCError as exc:
             await send_json(send, 400, exc.to_message(msg["id"]))
             return
@@ -266,6 +266,12 @@ async def read_message(receive: Receive, headers: dict[str, str], limit: int) ->
     if problem:
         raise HttpError(400, f"invalid request: {problem}", INVALID_REQUEST, echo_id(msg))
     return msg
+
+
+def peer_of(scope: Scope) -> str | None:
+    """The socket peer's address (never X-Forwarded-For: a client can write that)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def headers_of(scope: Scope) -> dict[str, str]:
