@@ -162,8 +162,10 @@ class Dispatcher:
                 if target is not None and target.shared:
                     deadlines.append(up.last_used + limits.client_process_idle_timeout)
         # A deadline already past belongs to something busy (a call in flight): not a
-        # reason to spin; it is looked at again within the shortest timeout.
-        return max(min(d for d in deadlines if d > now) - now, 0.01)
+        # reason to spin; it is looked at again within the shortest timeout. Each wake
+        # scans every session, so wakes are at least a second apart (less only for
+        # timeouts that short): many sessions expiring one by one cost one scan a second.
+        return max(min(d for d in deadlines if d > now) - now, min(1.0, shortest / 4))
 
     async def _reap_processes(self, limit: float) -> None:
         """Stop clients' own processes of stdio targets that went unused for ``limit``
