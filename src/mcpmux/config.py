@@ -565,6 +565,16 @@ class LimitsConfig(_Model):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     session_idle_timeout: float = Field(default=1800.0, gt=0, allow_inf_nan=False)
     max_sessions: int = Field(default=10000, gt=0)
+    # Sessions one client may hold at once (initialized ones and /sse streams not yet
+    # initialized): per principal with authentication, else per socket peer address.
+    # One client cannot take every slot of max_sessions.
+    max_sessions_per_client: int = Field(default=100, gt=0)
+    # Seconds a session that never sent a request after initialize (and has no open
+    # GET stream) is kept; an /sse stream that never initializes is closed after it too.
+    unused_session_timeout: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    # Seconds initialize and lists wait for targets still on their first connection
+    # attempt (at most each target's timeout); clients get list_changed when they arrive.
+    ready_grace: float = Field(default=2.0, ge=0, allow_inf_nan=False)
     # Items per page of merged lists; 0 = the whole list in one page.
     page_size: int = Field(default=0, ge=0)
     # Seconds a removed target's in-flight calls may take to finish before it is closed.

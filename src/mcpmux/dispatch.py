@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .config import GatewayConfig
+from .config import GatewayConfig, LimitsConfig
 from .context import RequestContext
 from .era import Envelope, without_envelope
 from .gateway import Gateway
@@ -55,7 +55,7 @@ from .protocol import (
 )
 from .redact import redact
 from .session import Call, ClientSession, Emit
-from .sessions import Sessions
+from .sessions import Sessions, client_key
 from .state import SessionRecord, SessionStore
 from .target import Target
 from .tasks import TaskOwner
@@ -100,7 +100,7 @@ class Dispatcher:
             policy = policy_factory(gateway.config, None)
         self.policy: Policy = policy or AllowAll()
         self.credentials = credentials
-        self.sessions = Sessions(gateway.config.limits, store)
+        self.sessions = Sessions(lambda: gateway.config.limits, store)
         self.bridge = Bridge()
         self._tasks = TaskOwner("dispatcher")
         #: stdio targets whose client-process limit was reached (warned once).
@@ -142,7 +142,11 @@ class Dispatcher:
         await self.gateway.aclose()
 
     # -- sessions --------------------------------------------------------
-    async def initialize(self, msg: Message, principal: Any = None) -> tuple[ClientSession, Message]:
+    async def initialize(self, msg: Message, principal: Any = None, peer: str | None = None,
+                         held: str | None = None) -> tuple[ClientSession, Message]:
+        """Open a client session. ``peer``: the socket peer address, whose session slots it
+        takes without authentication (``limits.max_sessions_per_client``); ``held``: a slot
+        the listener already claimed for it (an /sse stream), which it takes over."""
         params = msg.get("params") or {}
         if not isinstance(params, dict):
             raise RPCError(INVALID_PARAMS, "initialize params must be an object")
@@ -152,9 +156,12 @@ class Dispatcher:
         version = requested if requested in HANDSHAKE_VERSIONS else HANDSHAKE_VERSIONS[0]
         if len(self.sessions) >= self.gateway.config.limits.max_sessions:
             raise RPCError(-32000, "too many sessions: the gateway is at its session limit")
-        await self.gateway.wait_ready()
         owner = getattr(principal, "key", None)
-        session = await self.sessions.open(owner, version, params)
+        client = client_key(owner, peer)
+        if client != held:
+            self.sessions.check(client)
+        await self.gateway.wait_ready(self.gateway.config.limits.ready_grace)
+        session = await self.sessions.open(owner, version, params, client, held)
         log.info("session %s: opened by %s (%s)", session.id[:8], session.client_info.get("name", "?"), version)
         return session, result(msg["id"], self.gateway.initialize_result(version))
 
@@ -175,14 +182,39 @@ class Dispatcher:
         return True
 
     async def _reap(self) -> None:
-        limits = self.gateway.config.limits
         while True:
-            await asyncio.sleep(min(REAP_INTERVAL, limits.client_process_idle_timeout / 2))
-            limit = limits.session_idle_timeout
-            for sid in self.sessions.idle(limit):
-                log.info("session %s: idle for over %.0f s; closing", sid[:8], limit)
+            limits = self.gateway.config.limits  # a reload may change them
+            limit, unused = limits.session_idle_timeout, limits.unused_session_timeout
+            for sid in self.sessions.idle(limit, unused):
+                session = self.sessions.get(sid)
+                if session is not None and not session.used:
+                    log.info("session %s: no request within %g s of initialize; closing", sid[:8], unused)
+                else:
+                    log.info("session %s: idle for over %.0f s; closing", sid[:8], limit)
                 await self.close_session(sid)
             await self._reap_processes(limits.client_process_idle_timeout)
+            await asyncio.sleep(self._reap_delay(limits))
+
+    def _reap_delay(self, limits: LimitsConfig) -> float:
+        """Sleep until the nearest expiry. Whatever starts or goes quiet meanwhile expires
+        no sooner than the shortest timeout from now, so that bounds the sleep too."""
+        now = time.monotonic()
+        shortest = min(limits.session_idle_timeout, limits.unused_session_timeout,
+                       limits.client_process_idle_timeout)
+        deadlines = [now + min(REAP_INTERVAL, shortest)]
+        first = self.sessions.next_expiry(limits.session_idle_timeout, limits.unused_session_timeout)
+        if first is not None:
+            deadlines.append(first)
+        for session in self.sessions.live.values():
+            for name, up in session.upstreams.items():
+                target = self.gateway.targets.get(name)
+                if target is not None and target.shared:
+                    deadlines.append(up.last_used + limits.client_process_idle_timeout)
+        # A deadline already past belongs to something busy (a call in flight): not a
+        # reason to spin; it is looked at again within the shortest timeout. Each wake
+        # scans every session, so wakes are at least a second apart (less only for
+        # timeouts that short): many sessions expiring one by one cost one scan a second.
+        return max(min(d for d in deadlines if d > now) - now, min(1.0, shortest / 4))
 
     async def _reap_processes(self, limit: float) -> None:
         """Stop clients' own processes of stdio targets that went unused for ``limit``
@@ -215,6 +247,7 @@ class Dispatcher:
         """Answer one client request; intermediate messages go through ``ctx.emit``."""
         session = ctx.session
         session.last_active = time.monotonic()
+        session.used = True
         method: str = msg["method"]
         rid = msg["id"]
         params = msg.get("params")
@@ -270,7 +303,7 @@ class Dispatcher:
         if cursor is not None and not isinstance(cursor, str):
             raise RPCError(INVALID_PARAMS, "cursor must be a string")
         gateway = self.gateway
-        await gateway.wait_ready()
+        await gateway.wait_ready(gateway.config.limits.ready_grace)
         view = gateway.view
         groups = self._visible(ctx, kind) if self.policy.varies_per_caller else None
         items, next_cursor = view.page(kind, cursor, gateway.config.limits.page_size, groups)

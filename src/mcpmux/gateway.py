@@ -169,13 +169,18 @@ class Gateway:
         self.source_status["kubernetes"] = source.status
         self.add_source("kubernetes", source.run)
 
-    async def wait_ready(self) -> None:
-        """Wait (bounded by each target's timeout) for targets still on their first try."""
+    async def wait_ready(self, grace: float | None = None) -> None:
+        """Wait for targets still on their first try, each at most its timeout and at most
+        ``grace`` seconds (clients: ``limits.ready_grace``). A target that hangs must not
+        hold every client for its whole timeout: clients get what is ready, and
+        ``list_changed`` when the rest arrives."""
         waiting = [t for t in self.targets.values() if not t.first_attempt.is_set()]
         if not waiting:
             return
         await asyncio.gather(
-            *(asyncio.wait_for(t.first_attempt.wait(), t.config.timeout) for t in waiting),
+            *(asyncio.wait_for(t.first_attempt.wait(),
+                               t.config.timeout if grace is None else min(grace, t.config.timeout))
+              for t in waiting),
             return_exceptions=True,
         )
 

@@ -97,6 +97,10 @@ class ClientSession:
         self.response_streams: dict[str, ResponseStream] = {}
         self.stream_ids = itertools.count(1)
         self.last_active = time.monotonic()
+        #: Sent a request since initialize (sessions that never did are reaped sooner).
+        self.used = False
+        #: Whose session slot this is (``sessions.client_key``), for the per-client limit.
+        self.client_key: str | None = None
         self.closed = False
         #: GET streams open now: a session with one is not idle.
         self.streams = 0

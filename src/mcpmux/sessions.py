@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .config import LimitsConfig
@@ -16,12 +17,20 @@ log = logging.getLogger("mcpmux.sessions")
 
 
 class Sessions:
-    def __init__(self, limits: LimitsConfig, store: SessionStore | None = None) -> None:
-        self.limits = limits
+    def __init__(self, limits: Callable[[], LimitsConfig], store: SessionStore | None = None) -> None:
+        #: The current limits (a config reload replaces them).
+        self._limits = limits
         self.store: SessionStore = store or MemoryStore()
         self.live: dict[str, ClientSession] = {}
+        #: Session slots each client holds (see ``client_key``): kept on open and remove,
+        #: so the per-client limit costs a dict lookup, not a scan.
+        self.per_client: dict[str, int] = {}
         #: 2026 ``subscriptions/listen`` streams: id -> (their queue's session, notification kinds)
         self.listeners: dict[str, tuple[ClientSession, set[str]]] = {}
+
+    @property
+    def limits(self) -> LimitsConfig:
+        return self._limits()
 
     def __len__(self) -> int:
         return len(self.live)
@@ -36,14 +45,52 @@ class Sessions:
             session = self.listeners[sid][0]
         return session
 
-    async def open(self, owner: str | None, version: str, params: dict[str, Any]) -> ClientSession:
+    async def open(self, owner: str | None, version: str, params: dict[str, Any],
+                   client: str | None = None, held: str | None = None) -> ClientSession:
+        """A new session of ``client`` (see ``client_key``). ``held``: the slot the caller
+        already claimed for it (an /sse stream claims one when it opens); the session takes
+        it over, or swaps it for one of ``client``'s."""
         if len(self.live) >= self.limits.max_sessions:
             raise RPCError(-32000, "too many sessions: the gateway is at its session limit")
+        if client != held:
+            self.claim(client)
         record = SessionRecord.from_initialize(secrets.token_hex(16), owner, version, params)
-        await self.store.put(record)
+        try:
+            await self.store.put(record)
+        except BaseException:
+            if client != held:
+                self.release(client)
+            raise
+        if client != held:
+            self.release(held)
         session = ClientSession(record)
+        session.client_key = client
         self.live[record.id] = session
         return session
+
+    def claim(self, client: str | None) -> None:
+        """Take one of ``client``'s session slots, or refuse past ``limits.max_sessions_per_client``."""
+        if client is not None:
+            self.check(client)
+            self.per_client[client] = self.per_client.get(client, 0) + 1
+
+    def check(self, client: str | None) -> None:
+        """Refuse a new session of ``client`` when it holds all it may."""
+        held = self.per_client.get(client, 0) if client is not None else 0
+        limit = self.limits.max_sessions_per_client
+        if held >= limit:
+            raise RPCError(-32000, f"too many sessions from {client}: it holds {held}, the limit "
+                           f"(limits.max_sessions_per_client) is {limit}; end sessions it no longer "
+                           "uses (DELETE, or close the stream) and retry")
+
+    def release(self, client: str | None) -> None:
+        if client is None:
+            return
+        left = self.per_client.get(client, 0) - 1
+        if left > 0:
+            self.per_client[client] = left
+        else:
+            self.per_client.pop(client, None)
 
     async def save(self, session: ClientSession) -> None:
         """The record changed (log level, subscriptions, upstream ids): store it."""
@@ -53,13 +100,21 @@ class Sessions:
     async def remove(self, sid: str) -> ClientSession | None:
         session = self.live.pop(sid, None)
         if session is not None:
+            self.release(session.client_key)
             await self.store.delete(sid)
         return session
 
-    def idle(self, limit: float) -> list[str]:
-        """Sessions with no open GET stream that did nothing for ``limit`` seconds."""
+    def idle(self, limit: float, unused: float | None = None) -> list[str]:
+        """Sessions with no open GET stream that did nothing for ``limit`` seconds, or,
+        when they never sent a request after initialize, for ``unused`` seconds."""
         now = time.monotonic()
-        return [sid for sid, s in self.live.items() if s.streams == 0 and now - s.last_active > limit]
+        return [sid for sid, s in self.live.items()
+                if s.streams == 0 and now - s.last_active > _limit_of(s, limit, unused)]
+
+    def next_expiry(self, limit: float, unused: float | None = None) -> float | None:
+        """When the first session would become idle (``time.monotonic()`` clock), if any."""
+        deadlines = [s.last_active + _limit_of(s, limit, unused) for s in self.live.values() if s.streams == 0]
+        return min(deadlines, default=None)
 
     def broadcast(self, method: str) -> None:
         """A list changed: every session, and the listeners that asked for it."""
@@ -69,3 +124,17 @@ class Sessions:
         for listener, kinds in list(self.listeners.values()):
             if method in kinds:
                 listener.post(msg)
+
+
+def _limit_of(session: ClientSession, limit: float, unused: float | None) -> float:
+    return limit if session.used or unused is None else min(limit, unused)
+
+
+def client_key(principal_key: str | None, peer: str | None) -> str | None:
+    """Whose session slots a new session takes: the principal's with authentication (behind
+    a proxy every client has the proxy's address), else the socket peer address's."""
+    if principal_key is not None:
+        return f"principal {principal_key}"
+    if peer:
+        return f"address {peer}"
+    return None

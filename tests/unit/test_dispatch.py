@@ -12,7 +12,7 @@ from tests.support.fake_upstream import Client, FakeServer, FakeSession, ToolHan
 from mcpmux.context import RequestContext
 from mcpmux.dispatch import Dispatcher
 from mcpmux.era import Envelope
-from mcpmux.jsonrpc import Message
+from mcpmux.jsonrpc import Message, RPCError
 from mcpmux.policy import Action
 from mcpmux.protocol import Kind
 from mcpmux.state import SessionRecord
@@ -269,3 +269,48 @@ async def test_session_state_is_a_record_in_the_store() -> None:
         await d.close_session(client.session.id)
         assert await d.sessions.store.get(client.session.id) is None
         assert await d.sessions.store.count() == 0
+
+
+# -- session limits per client, unused sessions -------------------------------------
+
+
+def _init(n: int = 0) -> Message:
+    return {"jsonrpc": "2.0", "id": n, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}}}
+
+
+async def test_one_client_cannot_take_every_session_slot() -> None:
+    async with core(servers(), limits={"max_sessions_per_client": 2, "max_sessions": 100}) as d:
+        mine = [(await d.initialize(_init(), peer="10.0.0.1"))[0] for _ in range(2)]
+        try:
+            await d.initialize(_init(), peer="10.0.0.1")
+            raise AssertionError("a third session of one address was accepted")
+        except RPCError as exc:
+            assert exc.code == -32000
+            assert "limits.max_sessions_per_client" in exc.message and "10.0.0.1" in exc.message
+        # Another address, and a principal (whatever its address), still get theirs.
+        other, _ = await d.initialize(_init(), peer="10.0.0.2")
+        alice = type("P", (), {"key": "iss|alice"})()
+        for _ in range(2):
+            await d.initialize(_init(), alice, peer="10.0.0.1")
+        assert d.sessions.per_client == {"address 10.0.0.1": 2, "address 10.0.0.2": 1,
+                                         "principal iss|alice": 2}
+        # Ending a session frees its slot.
+        await d.close_session(mine[0].id)
+        await d.initialize(_init(), peer="10.0.0.1")
+        await d.close_session(other.id)
+        assert d.sessions.per_client == {"address 10.0.0.1": 2, "principal iss|alice": 2}
+
+
+async def test_a_session_that_never_made_a_request_is_reaped_sooner() -> None:
+    async with core(servers(), limits={"unused_session_timeout": 0.3}) as d:
+        used, unused = await Client.connect(d), await Client.connect(d)
+        streaming = await Client.connect(d)
+        streaming.session.streams = 1  # an open GET stream: never idle
+        await used.request("tools/call", {"name": "a_echo", "arguments": {}})
+        deadline = asyncio.get_running_loop().time() + 10
+        while unused.session.id in d.sessions.live:
+            assert asyncio.get_running_loop().time() < deadline, "the unused session was not reaped"
+            await asyncio.sleep(0.02)
+        assert used.session.id in d.sessions.live and streaming.session.id in d.sessions.live
+        assert d.sessions.per_client == {}  # no addresses in-process: nothing counted

@@ -119,7 +119,7 @@ class StreamableHTTP:
         method = scope["method"]
         try:
             if method == "POST":
-                await self._post(headers, receive, send, principal)
+                await self._post(headers, receive, send, principal, peer_of(scope))
             elif method == "GET":
                 await self._get(headers, receive, send, principal)
             elif method == "DELETE":
@@ -159,7 +159,8 @@ class StreamableHTTP:
             raise HttpError(400, f"unsupported MCP-Protocol-Version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
         return session
 
-    async def _post(self, headers: dict[str, str], receive: Receive, send: Send, principal: Any = None) -> None:
+    async def _post(self, headers: dict[str, str], receive: Receive, send: Send, principal: Any = None,
+                    peer: str | None = None) -> None:
         accept = headers.get("accept", "")
         if not (_accepts(accept, "application/json") and _accepts(accept, "text/event-stream")):
             raise HttpError(406, "not acceptable: Accept must list application/json and text/event-stream")
@@ -173,7 +174,7 @@ class StreamableHTTP:
                 await send_empty(send, 202)
             return
         if msg.get("method") == "initialize" and "id" in msg:
-            await self._initialize(msg, send, principal)
+            await self._initialize(msg, send, principal, peer)
             return
         session = self._session(headers, principal)
         session_hdr = [(b"mcp-session-id", session.id.encode())]
@@ -198,9 +199,9 @@ class StreamableHTTP:
             await self.dispatcher.response(RequestContext(session, "http", headers, principal=principal), msg)
             await send_empty(send, 202)
 
-    async def _initialize(self, msg: Message, send: Send, principal: Any = None) -> None:
+    async def _initialize(self, msg: Message, send: Send, principal: Any = None, peer: str | None = None) -> None:
         try:
-            session, resp = await self.dispatcher.initialize(msg, principal)
+            session, resp = await self.dispatcher.initialize(msg, principal, peer=peer)
         except RPCError as exc:
             await send_json(send, 400, exc.to_message(msg["id"]))
             return
@@ -347,6 +348,12 @@ async def read_message(receive: Receive, headers: dict[str, str], limit: int) ->
     if problem:
         raise HttpError(400, f"invalid request: {problem}", INVALID_REQUEST, echo_id(msg))
     return msg
+
+
+def peer_of(scope: Scope) -> str | None:
+    """The socket peer's address (never X-Forwarded-For: a client can write that)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def headers_of(scope: Scope) -> dict[str, str]:

@@ -37,6 +37,7 @@ from ..jsonrpc import (
     result,
 )
 from ..session import ClientSession
+from ..sessions import client_key
 from ..sse import encode
 from ..tasks import TaskOwner
 from .http import (
@@ -48,6 +49,7 @@ from .http import (
     echo_id,
     headers_of,
     owner_key,
+    peer_of,
     principal_of,
     read_message,
     send_empty,
@@ -76,6 +78,9 @@ class Connection:
         #: Set when the stream is over (client gone, write failed, gateway stopping).
         self.closed = asyncio.Event()
         self.tasks = TaskOwner(f"sse:{cid[:8]}")
+        #: The client's session slot this stream holds until its session takes it over.
+        self.slot: str | None = None
+        self.peer: str | None = None
 
     async def write(self, data: bytes) -> None:
         if self.closed.is_set():
@@ -147,8 +152,17 @@ class LegacySSE:
                 error(None, -32000, "too many open streams: the gateway is at its session limit"),
             )
             return
+        # A stream is a session slot of its client from the start, initialized or not.
+        peer = peer_of(scope)
+        slot = client_key(None, peer)
+        try:
+            self.dispatcher.sessions.claim(slot)
+        except RPCError as exc:
+            await send_json(send, 503, exc.to_message(None))
+            return
         cid = secrets.token_hex(16)
         conn = Connection(cid, send, principal_of(scope))
+        conn.slot, conn.peer = slot, peer
         self.connections[cid] = conn
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?sessionId={cid}"
         try:
@@ -157,6 +171,8 @@ class LegacySSE:
             conn.tasks.spawn(self._pump(conn), "outbox")
             conn.tasks.spawn(_keepalive(conn), "keepalive")
             conn.tasks.spawn(_disconnected(conn, receive), "disconnect")
+            conn.tasks.spawn(_initialized_within(conn, self.gateway.config.limits.unused_session_timeout),
+                             "unused")
             await conn.closed.wait()
         finally:
             await self._end(conn)
@@ -169,6 +185,8 @@ class LegacySSE:
         # Close the session first: its calls in flight end as cancelled, not as orphans.
         async with conn.init_lock:
             session, conn.session = conn.session, None
+            slot, conn.slot = conn.slot, None
+        self.dispatcher.sessions.release(slot)
         if session is not None:
             session.streams -= 1
             await self.dispatcher.close_session(session.id)
@@ -253,7 +271,7 @@ class LegacySSE:
                 )
                 return
             try:
-                session, resp = await self.dispatcher.initialize(msg, conn.principal)
+                session, resp = await self.dispatcher.initialize(msg, conn.principal, peer=conn.peer, held=conn.slot)
             except RPCError as exc:
                 await conn.emit(exc.to_message(msg["id"]))
                 return
@@ -263,6 +281,7 @@ class LegacySSE:
                     error(msg["id"], -32603, "internal gateway error (see the gateway log)")
                 )
                 return
+            conn.slot = None  # the session holds it now
             if conn.closed.is_set():  # the client left while we waited for targets
                 await self.dispatcher.close_session(session.id)
                 return
@@ -293,6 +312,15 @@ async def _keepalive(conn: Connection) -> None:
     while True:
         await asyncio.sleep(KEEPALIVE)
         await conn.write(b": keepalive\n\n")
+
+
+async def _initialized_within(conn: Connection, timeout: float) -> None:
+    """A stream that never initializes holds a session slot: not for long."""
+    try:
+        await asyncio.wait_for(conn.initialized.wait(), timeout)
+    except TimeoutError:
+        log.info("sse %s: not initialized within %g s; closing", conn.id[:8], timeout)
+        conn.closed.set()
 
 
 async def _disconnected(conn: Connection, receive: Receive) -> None:
