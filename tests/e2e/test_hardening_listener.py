@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.gateway import Gateway, run_gateway
+from tests.support.gateway import Gateway, peak_rss_kb, run_gateway
 
 from mcpmux.demo import demo_config
 
@@ -27,11 +27,6 @@ def hostport(url: str) -> tuple[str, int]:
     return u.host, u.port
 
 
-def peak_rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
 
 
 def read_answer(sock: socket.socket, timeout: float = 15) -> bytes:

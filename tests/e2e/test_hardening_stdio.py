@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.gateway import Gateway, run_gateway
+from tests.support.gateway import Gateway, peak_rss_kb, run_gateway
 from tests.support.mcp_http import RawClient
 
 from mcpmux.demo import demo_config
@@ -26,11 +26,6 @@ HOSTILE = {"name": "host", "timeout": 10,
 RSS_BOUND_KB = 300 * 1024
 
 
-def peak_rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.peers.hostile import HostileHttpServer, MiB, RecordingServer
-from tests.support.gateway import Gateway, run_gateway
+from tests.support.gateway import Gateway, peak_rss_kb, run_gateway
 from tests.support.mcp_http import RawClient
 
 from mcpmux.demo import demo_config
@@ -32,11 +32,6 @@ TOKEN = "tok-7f3a9c2e5b1d4h8k"
 API_KEY = "key-b6e1d0c9a8f7e6d5"
 
 
-def peak_rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
 
 
 @pytest.fixture(scope="module")

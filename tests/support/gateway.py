@@ -111,3 +111,11 @@ def children_of(pid: int) -> list[int]:
             out.append(int(entry.name))
             out.extend(children_of(int(entry.name)))
     return out
+
+
+def peak_rss_kb(pid: int) -> int:
+    """A process's peak resident memory (``VmHWM``): a spike that was freed still counts."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for pid {pid}")
