@@ -26,6 +26,8 @@ from pathlib import Path
 
 #: The shim, run by path with ``-I -S``: only the standard library is imported.
 REAPER = Path(__file__).with_name("reaper.py")
+#: How long the shim may take to kill everything after it is told to.
+SHIM_GRACE = 5.0
 USE_REAPER = sys.platform.startswith("linux") and REAPER.is_file()
 
 
@@ -168,8 +170,11 @@ class ChildProcess:
                     # (setsid): a SIGKILL of the group would kill the shim first.
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(self.pid, signal.SIGUSR1)
+                    # It is our own code and exits as soon as all is dead; a group
+                    # SIGKILL before then would orphan what escaped the group (CI saw
+                    # a 1 s wait run out on a loaded machine).
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wait(), 1.0)
+                        await asyncio.wait_for(self.wait(), SHIM_GRACE)
                 self.signal_group(signal.SIGKILL)
         code = await self.wait()
         self.signal_group(signal.SIGKILL)  # grandchildren left in the group

@@ -59,18 +59,20 @@ def _descendants_and_group(me: int) -> set[int]:
         parent[pid] = int(fields[1])
         if int(fields[2]) == pgid:
             group.add(pid)
-    out = set(group)
-    todo = [me]
     children: dict[int, list[int]] = {}
     for pid, ppid in parent.items():
         children.setdefault(ppid, []).append(pid)
+    # Walk down from the shim and from every group member: a member's children may
+    # have left the group (setsid) while their parent still lives.
+    seen = {me, *group}
+    todo = list(seen)
     while todo:
         for kid in children.get(todo.pop(), ()):
-            if kid not in out:
-                out.add(kid)
+            if kid not in seen:
+                seen.add(kid)
                 todo.append(kid)
-    out.discard(me)
-    return out
+    seen.discard(me)
+    return seen
 
 
 def _kill_all(me: int, child: int) -> int | None:
