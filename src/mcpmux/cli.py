@@ -85,7 +85,13 @@ async def serve(
         gateway.config_source = "bridge" if bridge else "demo"
     gateway.transparent = bridge is not None
     auth, credentials = security(config)
-    dispatcher = Dispatcher(gateway, policy_factory=_policy, credentials=credentials)
+    replication = None
+    if config.state is not None:
+        from .replicas import Replication  # imports redis: only when state is shared
+
+        replication = Replication(config)
+    dispatcher = Dispatcher(gateway, policy_factory=_policy, credentials=credentials,
+                            sessions=replication.sessions if replication is not None else None)
     app = StreamableHTTP(dispatcher, auth=auth)
     legacy = LegacySSE(dispatcher).mount(app)
     mcp = _Server(_listener_config(app, config, config.listen.host, config.listen.port, True,
@@ -100,6 +106,8 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await dispatcher.start()
+    if replication is not None:
+        await replication.start(dispatcher)
     if path is not None:
         watcher = ConfigFileSource(path, gateway.reload)
         gateway.config_status = watcher.status
@@ -140,7 +148,11 @@ async def serve(
         for s in servers:
             s.should_exit = True
         legacy.close_all()
+        if replication is not None:
+            replication.detach_all()  # its sessions go on at the other replicas
         await dispatcher.aclose()
+        if replication is not None:
+            await replication.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
         if auth is not None:
             await auth.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .config import LimitsConfig
@@ -22,6 +23,8 @@ class Sessions:
         self.live: dict[str, ClientSession] = {}
         #: 2026 ``subscriptions/listen`` streams: id -> (their queue's session, notification kinds)
         self.listeners: dict[str, tuple[ClientSession, set[str]]] = {}
+        #: Builds the live half of a record (replicas build one that reaches the others).
+        self.runtime: Callable[[SessionRecord], ClientSession] = ClientSession
 
     def __len__(self) -> int:
         return len(self.live)
@@ -41,7 +44,7 @@ class Sessions:
             raise RPCError(-32000, "too many sessions: the gateway is at its session limit")
         record = SessionRecord.from_initialize(secrets.token_hex(16), owner, version, params)
         await self.store.put(record)
-        session = ClientSession(record)
+        session = self.runtime(record)
         self.live[record.id] = session
         return session
 
@@ -55,6 +58,20 @@ class Sessions:
         if session is not None:
             await self.store.delete(sid)
         return session
+
+    async def resume(self, sid: str) -> ClientSession | None:
+        """A session this process does not hold. One process has nothing to resume;
+        replicas sharing a store rebuild it from its record (``replicas.py``)."""
+        return None
+
+    async def retire(self, sid: str) -> ClientSession | None:
+        """An idle session leaves this process: in one process, that is its end."""
+        return await self.remove(sid)
+
+    async def recorded_upstream(self, session: ClientSession, target: str) -> tuple[str, str] | None:
+        """An upstream session of this client's that another replica opened on ``target``
+        (its id and protocol version), to continue without a new initialize."""
+        return None
 
     def idle(self, limit: float) -> list[str]:
         """Sessions with no open GET stream that did nothing for ``limit`` seconds."""
