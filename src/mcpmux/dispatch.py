@@ -101,7 +101,7 @@ class Dispatcher:
             policy = policy_factory(gateway.config, None)
         self.policy: Policy = policy or AllowAll()
         self.credentials = credentials
-        self.sessions = sessions or Sessions(gateway.config.limits, store)
+        self.sessions = sessions if sessions is not None else Sessions(gateway.config.limits, store)
         self.bridge = Bridge()
         self._tasks = TaskOwner("dispatcher")
         #: stdio targets whose client-process limit was reached (warned once).
