@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,7 +77,8 @@ def load(path: str | None) -> tuple[GatewayConfig, str | None]:
 
 
 async def serve(
-    config: GatewayConfig, path: str | None, ready_file: str | None = None, bridge: str | None = None
+    config: GatewayConfig, path: str | None, ready_file: str | None = None, bridge: str | None = None,
+    sockets: dict[str, socket.socket] | None = None,
 ) -> None:
     """``run`` (and, with ``bridge`` naming the command, ``bridge``: one target, transparent)."""
     gateway = Gateway(config)
@@ -112,7 +114,9 @@ async def serve(
         watcher = ConfigFileSource(path, gateway.reload)
         gateway.config_status = watcher.status
         gateway.add_source("file", watcher.run)
-    tasks = [asyncio.create_task(s.serve(), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
+    # A worker of `run --workers N` serves the sockets its supervisor bound.
+    given = [[sock] if (sock := (sockets or {}).get(name)) is not None else None for name in ("mcp", "admin")]
+    tasks = [asyncio.create_task(s.serve(sockets=given[i]), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
     try:
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
@@ -294,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-c", "--config", help="config file (default: ./mcpmux.yaml, else the embedded demo)")
     run.add_argument("--log-level", default=os.environ.get("MCPMUX_LOG_LEVEL", "info"))
     run.add_argument("--ready-file", help=argparse.SUPPRESS)
+    run.add_argument("--workers", type=int, default=1,
+                     help="processes serving the same port (N > 1 needs state.redis_url; see docs/scaling.md)")
+    run.add_argument("--worker-fds", help=argparse.SUPPRESS)
     std = sub.add_parser("stdio", help="serve the gateway on stdin/stdout (for clients that launch a command)")
     std.add_argument("-c", "--config", help="config file (default: ./mcpmux.yaml, else the embedded demo)")
     std.add_argument("--log-level", default=os.environ.get("MCPMUX_LOG_LEVEL", "info"))
@@ -344,6 +351,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    workers = getattr(args, "workers", 1)
+    if args.command == "run" and workers != 1:
+        from . import workers as supervisor
+
+        problem = supervisor.check(config, workers)
+        if problem is None and source is None:
+            problem = "--workers needs a config file (-c FILE): each worker loads it"
+        if problem is not None:
+            print(f"mcpmux: {problem}", file=sys.stderr)
+            return 2
+        assert source is not None
+        return supervisor.supervise(config, source, workers, args.log_level, args.ready_file)
+    sockets = None
+    if getattr(args, "worker_fds", None):
+        from .workers import inherited
+
+        sockets = inherited(args.worker_fds)
     try:
         import uvloop
 
@@ -354,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "stdio":
             runner(serve_stdio(config, source, args.ready_file))
         else:
-            runner(serve(config, source, args.ready_file, bridge=bridged))
+            runner(serve(config, source, args.ready_file, bridge=bridged, sockets=sockets))
     except KeyboardInterrupt:
         pass
     return 0

@@ -17,6 +17,8 @@ import contextlib
 import itertools
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,3 +350,54 @@ async def test_a_replica_killed_mid_session(
         async with sdk(c.lb) as s:
             res = await s.call_tool("web_echo", {"message": "fresh"})
             assert not res.is_error
+
+
+# --------------------------------------------------------------------------- --workers
+
+def test_workers_without_shared_state_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "one.json"
+    cfg.write_text('{"listen": {"port": 0}, "admin": {"port": 0}, "targets": []}')
+    done = subprocess.run([sys.executable, "-m", "mcpmux", "run", "-c", str(cfg), "--workers", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "state.redis_url" in done.stderr
+
+
+def start_workers(cfg: Path, ready: Path, log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "mcpmux", "run", "-c", str(cfg), "--workers", "2",
+                             "--ready-file", str(ready), "--log-level", "info"], stdout=log, stderr=subprocess.STDOUT)
+
+
+async def test_workers_share_one_port_and_the_sessions(redis_server: RedisServer, tmp_path: Path) -> None:
+    """``--workers 2``: two processes accept on one port; a session opened on one is
+    served by the other (the kernel picks the worker for each new connection)."""
+    cfg = tmp_path / "workers.json"
+    cfg.write_text(orjson.dumps({"listen": {"port": 0}, "admin": {"port": 0}, "targets": [],
+                                 "state": {"redis_url": redis_server.url, "key_prefix": f"w{os.getpid()}"}}).decode())
+    ready = tmp_path / "ready.json"
+    log = open(tmp_path / "workers.log", "wb")
+    proc = start_workers(cfg, ready, log)
+    try:
+        for _ in range(600):
+            if ready.exists() or proc.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert ready.exists(), (tmp_path / "workers.log").read_text()
+        info = orjson.loads(ready.read_text())
+        assert len(info["workers"]) == 2
+        for _ in range(8):
+            # A new client (new connections) per session: the kernel spreads them.
+            async with httpx.AsyncClient(timeout=WAIT) as http:
+                c = Raw(http)
+                await c.initialize(info["mcp"])
+            async with httpx.AsyncClient(timeout=WAIT) as http2:
+                c.http = http2
+                assert "result" in await c.rpc(info["mcp"], "ping")
+                assert "result" in await c.rpc(info["mcp"], "tools/list")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        log.close()
+    for pid in info["workers"]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
