@@ -232,6 +232,9 @@ class Replication:
         self._tasks = TaskOwner(f"replica:{self.id}")
         self._dispatcher: Dispatcher | None = None
         self._key_shared = "MCPMUX_STATE_KEY" in os.environ
+        #: The requestState key this replica uses when it came from Redis (put back if
+        #: Redis restarts empty, so replicas started later use the same one).
+        self._sealer_hex: str | None = None
         self.published = 0
         self.received = 0
 
@@ -277,7 +280,8 @@ class Replication:
             self.health.failed(exc)
             return
         if value:
-            self._dispatcher.bridge.sealer = StateSealer(bytes.fromhex(value.decode() if isinstance(value, bytes) else value))
+            self._sealer_hex = value.decode() if isinstance(value, bytes) else value
+            self._dispatcher.bridge.sealer = StateSealer(bytes.fromhex(self._sealer_hex))
             self._key_shared = True
 
     # -- outgoing -----------------------------------------------------------
@@ -442,6 +446,9 @@ class Replication:
                     await self._share_sealer_key()
                 if not was_up:
                     await self.store.resync()
+                    if self._sealer_hex is not None:
+                        with contextlib.suppress(RedisError, OSError):
+                            await self.redis.set(f"{self.prefix}:sealer-key", self._sealer_hex, nx=True)
                     # Redis may have restarted empty: the records of what is live here go back.
                     for session in list(self.sessions.live.values()):
                         self.touched.add(session.id)

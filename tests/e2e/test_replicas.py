@@ -30,13 +30,14 @@ import orjson
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from redis.asyncio import Redis
 from tests.e2e.conftest import HttpPeer
 from tests.support.clients import Answers
 from tests.support.conformance import server_everything_cmd
 from tests.support.gateway import Gateway, run_gateway
 from tests.support.mcp_http import sse_messages
 from tests.support.nginx import run_nginx
-from tests.support.redis_server import RedisServer, redis_server
+from tests.support.redis_server import RedisServer, redis_server, start_redis
 
 __all__ = ["redis_server"]
 
@@ -401,3 +402,75 @@ async def test_workers_share_one_port_and_the_sessions(redis_server: RedisServer
     for pid in info["workers"]:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+# ----------------------------------------------------------------------- Redis failure
+
+async def test_redis_stopped_under_load_and_started_again(
+    everything_http: HttpPeer, tmp_path: Path
+) -> None:
+    """Redis goes away while clients call through the balancer: the replicas serve the
+    sessions they hold, say "degraded" in /readyz, and once Redis is back (empty: no
+    persistence) they put the records back and share sessions again, without a restart."""
+    redis = start_redis(tmp_path / "redis-own")
+    try:
+        with cluster(redis, everything_http, tmp_path) as c:
+            async with httpx.AsyncClient(timeout=WAIT) as http:
+                clients = [Raw(http) for _ in range(6)]
+                for raw in clients:
+                    await raw.initialize(c.lb)
+                    for gw in c.replicas:  # each replica holds every session
+                        assert "w" in text(await raw.rpc(gw.mcp_url, "tools/call",
+                                                         {"name": "web_echo", "arguments": {"message": "w"}}))
+                failures: list[str] = []
+                calls = 0
+                stop = asyncio.Event()
+
+                async def load(raw: Raw) -> None:
+                    nonlocal calls
+                    while not stop.is_set():
+                        try:
+                            res = await raw.rpc(c.lb, "tools/call", {"name": "web_echo", "arguments": {"message": "x"}})
+                            if "result" not in res:
+                                failures.append(str(res))
+                        except (AssertionError, httpx.HTTPError) as exc:
+                            failures.append(repr(exc))
+                        calls += 1
+
+                tasks = [asyncio.ensure_future(load(raw)) for raw in clients]
+                await asyncio.sleep(1)
+                redis.stop()
+                for _ in range(100):
+                    states = [httpx.get(f"{g.admin_url}/readyz", timeout=5).json() for g in c.replicas]
+                    if all(s["degraded"] for s in states):
+                        break
+                    await asyncio.sleep(0.1)
+                assert all(s["state"]["redis"] == "down" and s["state"]["lastError"] for s in states), states
+                assert all(s["ready"] for s in states)
+                during = calls
+                await asyncio.sleep(2)
+                assert calls > during  # still serving
+                redis.start()
+                for _ in range(100):
+                    states = [httpx.get(f"{g.admin_url}/readyz", timeout=5).json() for g in c.replicas]
+                    if not any(s["degraded"] for s in states):
+                        break
+                    await asyncio.sleep(0.1)
+                assert not any(s["degraded"] for s in states), states
+                await asyncio.sleep(3)  # a touch round: records put back
+                stop.set()
+                await asyncio.gather(*tasks)
+                assert calls > 50 and not failures, (calls, failures[:5])
+                # The records are back, and a session opened now is shared again.
+                check = Redis.from_url(redis.url)
+                try:
+                    keys = [k async for k in check.scan_iter(match="*:session:*")]
+                finally:
+                    await check.aclose()
+                assert len(keys) >= len(clients)
+                fresh = Raw(http)
+                await fresh.initialize(c.a.mcp_url)
+                assert "n" in text(await fresh.rpc(c.b.mcp_url, "tools/call",
+                                                   {"name": "web_echo", "arguments": {"message": "n"}}))
+    finally:
+        redis.stop()
