@@ -36,6 +36,21 @@ if ! command -v npm >/dev/null 2>&1; then
     fi
 fi
 
+# Services the replica tests start on free loopback ports (Redis for shared state,
+# nginx as the load balancer in front of two replicas).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing ${missing[*]} from Debian"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "setup: ${missing[*]} not found; install them (Debian: apt-get install ${missing[*]})" >&2
+        exit 1
+    fi
+fi
+
 if [ "$NPM_STAMP" -nt "$PEERS/package-lock.json" ] && [ -x "$PEERS/node_modules/node/bin/node" ]; then
     echo "setup: node peers up to date"
 else

@@ -64,13 +64,25 @@ def admin_app(dispatcher: Dispatcher) -> ASGIApp:
         ok = gateway.ready()
         pending = [t.name for t in gateway.targets.values() if not t.first_attempt.is_set()]
         down = [t.name for t in gateway.targets.values() if t.first_attempt.is_set() and not t.ready]
-        return JSONResponse(
-            {"ready": ok, "connecting": pending, "unavailable": down},
-            status_code=200 if ok else 503,
-        )
+        body: dict[str, Any] = {"ready": ok, "connecting": pending, "unavailable": down}
+        state = shared_state()
+        if state is not None:
+            # Redis down does not make a replica unready: it serves the sessions it holds,
+            # and pulling every replica out of the load balancer would serve none.
+            body["state"] = state
+            body["degraded"] = state.get("redis") != "up"
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    def shared_state() -> dict[str, Any] | None:
+        status = getattr(dispatcher.sessions, "state_status", None)
+        return status() if status is not None else None
 
     async def targets(_: Request) -> Response:
-        return JSONResponse({**gateway.status(), "sessions": len(dispatcher.sessions)})
+        out = {**gateway.status(), "sessions": len(dispatcher.sessions)}
+        state = shared_state()
+        if state is not None:
+            out["state"] = state
+        return JSONResponse(out)
 
     async def target(request: Request) -> Response:
         t = gateway.targets.get(request.path_params["name"])

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,7 +77,8 @@ def load(path: str | None) -> tuple[GatewayConfig, str | None]:
 
 
 async def serve(
-    config: GatewayConfig, path: str | None, ready_file: str | None = None, bridge: str | None = None
+    config: GatewayConfig, path: str | None, ready_file: str | None = None, bridge: str | None = None,
+    sockets: dict[str, socket.socket] | None = None,
 ) -> None:
     """``run`` (and, with ``bridge`` naming the command, ``bridge``: one target, transparent)."""
     gateway = Gateway(config)
@@ -85,7 +87,13 @@ async def serve(
         gateway.config_source = "bridge" if bridge else "demo"
     gateway.transparent = bridge is not None
     auth, credentials = security(config)
-    dispatcher = Dispatcher(gateway, policy_factory=_policy, credentials=credentials)
+    replication = None
+    if config.state is not None:
+        from .replicas import Replication  # imports redis: only when state is shared
+
+        replication = Replication(config, limits=lambda: gateway.config.limits)
+    dispatcher = Dispatcher(gateway, policy_factory=_policy, credentials=credentials,
+                            sessions=replication.sessions if replication is not None else None)
     app = StreamableHTTP(dispatcher, auth=auth)
     legacy = LegacySSE(dispatcher).mount(app)
     mcp = _Server(_listener_config(app, config, config.listen.host, config.listen.port, True,
@@ -100,11 +108,15 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await dispatcher.start()
+    if replication is not None:
+        await replication.start(dispatcher)
     if path is not None:
         watcher = ConfigFileSource(path, gateway.reload)
         gateway.config_status = watcher.status
         gateway.add_source("file", watcher.run)
-    tasks = [asyncio.create_task(s.serve(), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
+    # A worker of `run --workers N` serves the sockets its supervisor bound.
+    given = [[sock] if (sock := (sockets or {}).get(name)) is not None else None for name in ("mcp", "admin")]
+    tasks = [asyncio.create_task(s.serve(sockets=given[i]), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
     try:
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
@@ -140,7 +152,11 @@ async def serve(
         for s in servers:
             s.should_exit = True
         legacy.close_all()
+        if replication is not None:
+            replication.detach_all()  # its sessions go on at the other replicas
         await dispatcher.aclose()
+        if replication is not None:
+            await replication.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
         if auth is not None:
             await auth.aclose()
@@ -282,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-c", "--config", help="config file (default: ./mcpmux.yaml, else the embedded demo)")
     run.add_argument("--log-level", default=os.environ.get("MCPMUX_LOG_LEVEL", "info"))
     run.add_argument("--ready-file", help=argparse.SUPPRESS)
+    run.add_argument("--workers", type=int, default=1,
+                     help="processes serving the same port (N > 1 needs state.redis_url; see docs/scaling.md)")
+    run.add_argument("--worker-fds", help=argparse.SUPPRESS)
     std = sub.add_parser("stdio", help="serve the gateway on stdin/stdout (for clients that launch a command)")
     std.add_argument("-c", "--config", help="config file (default: ./mcpmux.yaml, else the embedded demo)")
     std.add_argument("--log-level", default=os.environ.get("MCPMUX_LOG_LEVEL", "info"))
@@ -332,6 +351,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    workers = getattr(args, "workers", 1)
+    if args.command == "run" and workers != 1:
+        from . import workers as supervisor
+
+        problem = supervisor.check(config, workers)
+        if problem is None and source is None:
+            problem = "--workers needs a config file (-c FILE): each worker loads it"
+        if problem is not None:
+            print(f"mcpmux: {problem}", file=sys.stderr)
+            return 2
+        assert source is not None
+        return supervisor.supervise(config, source, workers, args.log_level, args.ready_file)
+    sockets = None
+    if getattr(args, "worker_fds", None):
+        from .workers import inherited
+
+        sockets = inherited(args.worker_fds)
     try:
         import uvloop
 
@@ -342,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "stdio":
             runner(serve_stdio(config, source, args.ready_file))
         else:
-            runner(serve(config, source, args.ready_file, bridge=bridged))
+            runner(serve(config, source, args.ready_file, bridge=bridged, sockets=sockets))
     except KeyboardInterrupt:
         pass
     return 0

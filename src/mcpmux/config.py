@@ -606,6 +606,31 @@ class LimitsConfig(_Model):
     max_connections: int = Field(default=1000, gt=0)
 
 
+def _check_redis_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"{url!r} is not a Redis URL: use redis://host:6379/0, rediss://… or unix:///path")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"{url!r} names no host: use redis://host:6379/0")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"{url!r} has an invalid port") from None
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError(f"{url!r}: the path must be a database number (/0)")
+    return url
+
+
+class StateConfig(_Model):
+    """Where session records live. Absent: in this process (one replica). With
+    ``redis_url``, in Redis or Valkey, shared by every replica (see docs/scaling.md)."""
+
+    redis_url: Annotated[str, AfterValidator(_check_redis_url)] = Field(min_length=1)
+    # Prefix of every key and channel (several gateways may share one Redis).
+    key_prefix: str = Field(default="mcpmux", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
 class LabelSelectorRequirement(_Model):
     """One ``matchExpressions`` entry, with Kubernetes' semantics: ``NotIn`` and
     ``DoesNotExist`` also match a namespace that lacks the label."""
@@ -709,6 +734,8 @@ class GatewayConfig(_Model):
     auth: AuthConfig | None = None
     # Rules and rate limits applied to requests (None: everything allowed).
     authorization: AuthorizationConfig | None = None
+    # Shared session state for replicas (None: records kept in this process).
+    state: StateConfig | None = None
 
     @field_validator("targets")
     @classmethod

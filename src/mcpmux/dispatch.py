@@ -93,6 +93,7 @@ class Dispatcher:
         *,
         policy_factory: PolicyFactory | None = None,
         credentials: UpstreamCredentials | None = None,
+        sessions: Sessions | None = None,
     ) -> None:
         self.gateway = gateway
         self._policy_factory = policy_factory
@@ -100,7 +101,7 @@ class Dispatcher:
             policy = policy_factory(gateway.config, None)
         self.policy: Policy = policy or AllowAll()
         self.credentials = credentials
-        self.sessions = Sessions(lambda: gateway.config.limits, store)
+        self.sessions = sessions if sessions is not None else Sessions(lambda: gateway.config.limits, store)
         self.bridge = Bridge()
         self._tasks = TaskOwner("dispatcher")
         #: stdio targets whose client-process limit was reached (warned once).
@@ -172,8 +173,9 @@ class Dispatcher:
         record = SessionRecord("", owner, env.version, env.capabilities, env.client_info, env.log_level)
         return ClientSession(record, stateless=True)
 
-    async def close_session(self, sid: str) -> bool:
-        session = await self.sessions.remove(sid)
+    async def close_session(self, sid: str, *, idle: bool = False) -> bool:
+        """End a session (``idle``: it only leaves this process; replicas keep its record)."""
+        session = await (self.sessions.retire(sid) if idle else self.sessions.remove(sid))
         if session is None:
             return False
         await session.aclose()
@@ -191,7 +193,7 @@ class Dispatcher:
                     log.info("session %s: no request within %g s of initialize; closing", sid[:8], unused)
                 else:
                     log.info("session %s: idle for over %.0f s; closing", sid[:8], limit)
-                await self.close_session(sid)
+                await self.close_session(sid, idle=True)
             await self._reap_processes(limits.client_process_idle_timeout)
             await asyncio.sleep(self._reap_delay(limits))
 
@@ -565,15 +567,28 @@ class Dispatcher:
                 up.header_provider = self._header_provider(session, target)
             up.on_unsolicited = lambda msg, upstream: self._unsolicited(session, msg, upstream)
             up.on_reopened = lambda upstream: self._restore(session, upstream)
-            await up.open(session.capabilities, session.client_info, session.protocol_version)
-            if session.log_level is not None and "logging" in (up.init_result.get("capabilities") or {}):
-                await up.request("logging/setLevel", {"level": session.log_level}, timeout=target.config.timeout)
+            attach = getattr(up, "attach", None)
+            recorded = await self.sessions.recorded_upstream(session, target.name) if attach else None
+            if attach is not None and recorded is not None:
+                # Another replica opened it: continue it, no initialize (a 404 re-opens it).
+                attach(session.capabilities, session.client_info, *recorded, target.catalog.capabilities)
+            else:
+                await up.open(session.capabilities, session.client_info, session.protocol_version)
+                if session.log_level is not None and "logging" in (up.init_result.get("capabilities") or {}):
+                    await up.request("logging/setLevel", {"level": session.log_level}, timeout=target.config.timeout)
             session.upstreams[target.name] = up
-            upstream_id = getattr(up, "session_id", None)
-            if isinstance(upstream_id, str):
-                session.record.upstream_ids[target.name] = upstream_id
-                await self.sessions.save(session)
+            await self._record_upstream(session, up)
             return up
+
+    async def _record_upstream(self, session: ClientSession, up: UpstreamSession) -> None:
+        """Keep the client's upstream session id in its record (another replica may continue it)."""
+        upstream_id = getattr(up, "session_id", None)
+        record = session.record
+        if isinstance(upstream_id, str) and (record.upstream_ids.get(up.target) != upstream_id
+                                             or record.upstream_versions.get(up.target) != up.protocol_version):
+            record.upstream_ids[up.target] = upstream_id
+            record.upstream_versions[up.target] = up.protocol_version
+            await self.sessions.save(session)
 
     def _has_own(self, session: ClientSession, target: Target) -> bool:
         """Does this client use (or get, on its next call) a process of its own?"""
@@ -625,6 +640,7 @@ class Dispatcher:
         put back what the client set up on the old one, its log level and subscriptions."""
         target = self.gateway.targets.get(upstream.target)
         timeout = target.config.timeout if target is not None else upstream.timeout
+        await self._record_upstream(session, upstream)
         try:
             if session.log_level is not None and "logging" in (upstream.init_result.get("capabilities") or {}):
                 await upstream.request("logging/setLevel", {"level": session.log_level}, timeout=timeout)
@@ -694,6 +710,7 @@ class Dispatcher:
         for s in list(self.sessions.live.values()):
             up = s.upstreams.pop(name, None)
             s.record.upstream_ids.pop(name, None)
+            s.record.upstream_versions.pop(name, None)
             if up is not None:
                 await up.aclose("target removed")
 

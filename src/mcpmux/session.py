@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .jsonrpc import METHOD_NOT_FOUND, Message, error
@@ -106,11 +106,12 @@ class ClientSession:
         self.streams = 0
         #: One opening of an upstream session per target at a time.
         self.opening: dict[str, asyncio.Lock] = {}
-        self._ids = itertools.count(1)
+        #: Ids of the requests relayed to the client (a replica makes them name itself).
+        self._ids: Iterator[int | str] = itertools.count(1)
         #: our id -> (upstream session, the target's id, the call it came in) for requests
         #: relayed to the client, or the future awaiting the answer to a request the
         #: gateway itself asked
-        self._owed: dict[int, tuple[UpstreamSession, Any, Call | None] | asyncio.Future[Message]] = {}
+        self._owed: dict[int | str, tuple[UpstreamSession, Any, Call | None] | asyncio.Future[Message]] = {}
         #: client request id -> (upstream, upstream id, task, call) while in flight
         self.inflight: dict[Any, tuple[UpstreamSession, int, asyncio.Task[Any] | None, Call]] = {}
         #: The owner's Principal and Authorization header as of its latest request (never

@@ -27,6 +27,8 @@ class Sessions:
         self.per_client: dict[str, int] = {}
         #: 2026 ``subscriptions/listen`` streams: id -> (their queue's session, notification kinds)
         self.listeners: dict[str, tuple[ClientSession, set[str]]] = {}
+        #: Builds the live half of a record (replicas build one that reaches the others).
+        self.runtime: Callable[[SessionRecord], ClientSession] = ClientSession
 
     @property
     def limits(self) -> LimitsConfig:
@@ -63,7 +65,7 @@ class Sessions:
             raise
         if client != held:
             self.release(held)
-        session = ClientSession(record)
+        session = self.runtime(record)
         session.client_key = client
         self.live[record.id] = session
         return session
@@ -103,6 +105,20 @@ class Sessions:
             self.release(session.client_key)
             await self.store.delete(sid)
         return session
+
+    async def resume(self, sid: str) -> ClientSession | None:
+        """A session this process does not hold. One process has nothing to resume;
+        replicas sharing a store rebuild it from its record (``replicas.py``)."""
+        return None
+
+    async def retire(self, sid: str) -> ClientSession | None:
+        """An idle session leaves this process: in one process, that is its end."""
+        return await self.remove(sid)
+
+    async def recorded_upstream(self, session: ClientSession, target: str) -> tuple[str, str] | None:
+        """An upstream session of this client's that another replica opened on ``target``
+        (its id and protocol version), to continue without a new initialize."""
+        return None
 
     def idle(self, limit: float, unused: float | None = None) -> list[str]:
         """Sessions with no open GET stream that did nothing for ``limit`` seconds, or,

@@ -26,6 +26,9 @@ class SessionRecord:
     subscriptions: set[str] = field(default_factory=set)
     #: Upstream ``Mcp-Session-Id`` per target, for targets where the client has its own session.
     upstream_ids: dict[str, str] = field(default_factory=dict)
+    #: The protocol version each of those upstream sessions negotiated (another replica
+    #: continuing the session sends it without initializing again).
+    upstream_versions: dict[str, str] = field(default_factory=dict)
     #: Cursors the gateway handed out and must remember (merged-list cursors are
     #: self-contained today, so this stays empty; kept for stores that page upstream).
     cursors: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +65,11 @@ class SessionStore(Protocol):
 
     async def count(self) -> int: ...
 
+    async def touch(self, sids: list[str]) -> dict[str, SessionRecord | None]:
+        """Sessions in use: keep their records from expiring; returns their current
+        records (another replica may have changed them). Called in batches, never per call."""
+        ...
+
 
 class MemoryStore:
     """The records of one process. Records are stored as dicts, as an external
@@ -82,3 +90,6 @@ class MemoryStore:
 
     async def count(self) -> int:
         return len(self._records)
+
+    async def touch(self, sids: list[str]) -> dict[str, SessionRecord | None]:
+        return {sid: await self.get(sid) for sid in sids}

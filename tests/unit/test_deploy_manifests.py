@@ -39,9 +39,13 @@ def documents() -> list[dict[str, Any]]:
     return docs
 
 
-def one(kind: str) -> dict[str, Any]:
-    [doc] = [d for d in documents() if d["kind"] == kind]
+def one(kind: str, name: str = "mcpmux") -> dict[str, Any]:
+    [doc] = [d for d in documents() if d["kind"] == kind and (d["metadata"]["name"] == name or kind in SINGLE)]
     return doc
+
+
+#: Kinds there is one of (whatever its name).
+SINGLE = ("ClusterRole", "ClusterRoleBinding", "ConfigMap", "Namespace", "ServiceAccount")
 
 
 def test_the_expected_resources_are_there() -> None:
@@ -51,8 +55,10 @@ def test_the_expected_resources_are_there() -> None:
         ("ClusterRoleBinding", "mcpmux-discovery"),
         ("ConfigMap", "mcpmux-config"),
         ("Deployment", "mcpmux"),
+        ("Deployment", "mcpmux-redis"),
         ("Namespace", "mcpmux"),
         ("Service", "mcpmux"),
+        ("Service", "mcpmux-redis"),
         ("ServiceAccount", "mcpmux"),
     ]
 
@@ -163,3 +169,17 @@ def test_configmap_holds_a_valid_config_with_kubernetes_discovery() -> None:
     assert kube.kubeconfig is None  # the pod's service account
     assert kube.namespaces.from_ == "All"
     assert kube.address == "dns"
+
+
+def test_replicas_share_sessions_through_the_redis_service() -> None:
+    assert one("Deployment")["spec"]["replicas"] == 2
+    config = parse_config(one("ConfigMap")["data"]["mcpmux.yaml"], "configmap.yaml", env={})
+    assert config.state is not None
+    redis = one("Service", "mcpmux-redis")
+    namespace = redis["metadata"]["namespace"]
+    port = redis["spec"]["ports"][0]["port"]
+    assert config.state.redis_url == f"redis://{redis['metadata']['name']}.{namespace}.svc.cluster.local:{port}/0"
+    pods = one("Deployment", "mcpmux-redis")["spec"]["template"]["metadata"]["labels"]
+    assert redis["spec"]["selector"].items() <= pods.items()
+    # The gateway's Service must not select Redis pods (nor Redis's the gateway's).
+    assert not one("Service")["spec"]["selector"].items() <= pods.items()

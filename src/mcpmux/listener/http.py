@@ -142,11 +142,13 @@ class StreamableHTTP:
             return False
         return host in LOOPBACK
 
-    def _session(self, headers: dict[str, str], principal: Any) -> ClientSession:
+    async def _session(self, headers: dict[str, str], principal: Any) -> ClientSession:
         sid = headers.get("mcp-session-id")
         if not sid:
             raise HttpError(400, "missing Mcp-Session-Id header: initialize first and send the id it returned")
         session = self.dispatcher.sessions.get(sid)
+        if session is None:  # another replica's, when replicas share a store
+            session = await self.dispatcher.sessions.resume(sid)
         if session is not None and session.record.owner != owner_key(principal):
             # Someone else's session: answered as unknown, so its existence is not confirmed.
             log.warning("session %s: presented by %s, not its owner; refused",
@@ -176,7 +178,7 @@ class StreamableHTTP:
         if msg.get("method") == "initialize" and "id" in msg:
             await self._initialize(msg, send, principal, peer)
             return
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal)
         session_hdr = [(b"mcp-session-id", session.id.encode())]
         if is_request(msg):
             resumable = session.protocol_version >= RESUMABLE_FROM
@@ -210,7 +212,7 @@ class StreamableHTTP:
     async def _get(self, headers: dict[str, str], receive: Receive, send: Send, principal: Any = None) -> None:
         if not _accepts(headers.get("accept", ""), "text/event-stream"):
             raise HttpError(406, "not acceptable: a GET stream needs Accept: text/event-stream")
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal)
         last = headers.get("last-event-id")
         if last:
             key, _, seq = last.rpartition("-")
@@ -246,7 +248,7 @@ class StreamableHTTP:
             await send({"type": "http.response.body", "body": b""})
 
     async def _delete(self, headers: dict[str, str], send: Send, principal: Any = None) -> None:
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal)
         await self.dispatcher.close_session(session.id)
         await send_empty(send, 200)
 

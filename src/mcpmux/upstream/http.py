@@ -189,6 +189,21 @@ class HttpSession(UpstreamSession):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(opened.wait(), min(self.timeout, GET_OPEN_WAIT))
 
+    def attach(
+        self, capabilities: dict[str, Any], client_info: dict[str, Any], session_id: str,
+        protocol_version: str, server_capabilities: dict[str, Any],
+    ) -> None:
+        """Continue a session another replica opened, without initialize: the target knows
+        ``session_id``. If it does not any more (404), the usual re-initialize applies."""
+        self._init_params = {"protocolVersion": protocol_version, "capabilities": capabilities,
+                             "clientInfo": client_info}
+        self.session_id = session_id
+        self.protocol_version = protocol_version
+        self.init_result = {"protocolVersion": protocol_version, "capabilities": server_capabilities}
+        self._generation += 1
+        if self.listen:
+            self._tasks.spawn(self._listen(self._generation, asyncio.Event()), "get-stream")
+
     async def _discover(self) -> bool:
         """Probe for the 2026 protocol: ``server/discover``; anything else means handshake."""
         caps = self._init_params["capabilities"]
@@ -502,6 +517,10 @@ class HttpSession(UpstreamSession):
                         return  # the target offers no GET stream: fine
                     if resp.status == 404:
                         return  # session gone; the next request re-initializes
+                    if resp.status == 409:
+                        # Another connection holds the session's one stream (a replica
+                        # continuing the same session): try again after the backoff.
+                        raise aiohttp.ClientError("GET stream held elsewhere (HTTP 409)")
                     if resp.status != 200:
                         log.info("target '%s': GET stream refused (HTTP %d)", self.target, resp.status)
                         return

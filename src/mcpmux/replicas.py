@@ -1,0 +1,479 @@
+"""Replicas sharing sessions through Redis: any replica serves any request of any session.
+
+What is shared, and how (docs/scaling.md says it for operators):
+
+- **Records** live in Redis (``redis_store.RedisStore``). A replica asked about a
+  session it does not hold rebuilds the live half from the record
+  (``ReplicatedSessions.resume``); the client's own upstream HTTP sessions are
+  continued with their recorded ``Mcp-Session-Id``, no new initialize.
+- **Messages for a session's GET stream** produced on a replica that does not hold
+  that stream (an update, a log line, a request of the client's own upstream
+  session) are published on the session's channel ``{prefix}:s:{sid}``. A replica
+  subscribes to it while it holds one of the session's GET streams, and only then:
+  ``PUBLISH`` answers how many replicas received the message, so 0 means nobody
+  holds a stream now and the message is queued here, as one process would. Replica
+  death needs no clean-up (its subscriptions end with its connection), and there is
+  no "who holds the stream" registry to keep right.
+- **Answers to requests relayed to the client** (elicitation, sampling, roots) may be
+  POSTed to any replica. The relaying replica gives each such request an id naming
+  itself (``"{replica}.{n}"``), so the replica that receives the answer publishes it
+  on that replica's own channel ``{prefix}:r:{replica}``: routed by the id, no lookup.
+- **Session ends** (DELETE) are announced on ``{prefix}:all`` so every replica drops
+  its runtime of the session.
+- **Lists** (``list_changed``) are not published: every replica's own catalog
+  session hears the change and tells the streams it holds.
+
+Nothing of this runs without ``state.redis_url``: one process pays nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+
+from .config import GatewayConfig, LimitsConfig, StateConfig
+from .era import StateSealer
+from .jsonrpc import Message
+from .redis_store import RedisStore
+from .session import ClientSession
+from .sessions import Sessions
+from .state import SessionRecord
+from .tasks import TaskOwner
+from .upstream.http import HttpSession
+
+if TYPE_CHECKING:
+    from .dispatch import Dispatcher
+
+log = logging.getLogger("mcpmux.replicas")
+
+#: Seconds between batched touches (TTL renewals and record refreshes) of used sessions.
+TOUCH_INTERVAL = 2.0
+#: Seconds between health checks of Redis (and liveness marks of this replica).
+HEARTBEAT = 2.0
+#: Messages published in one pipelined round trip at most.
+PUBLISH_BATCH = 256
+
+
+def connect(config: StateConfig) -> Redis:
+    """A pooled client that gives up quickly: a down Redis must not stall requests."""
+    return Redis.from_url(
+        config.redis_url,
+        socket_connect_timeout=2.0,
+        socket_timeout=5.0,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        max_connections=64,
+    )
+
+
+class ReplicatedSession(ClientSession):
+    """A client session whose GET streams, and relayed requests, may be on another replica."""
+
+    def __init__(self, record: SessionRecord, replication: Replication) -> None:
+        self.replication = replication
+        self._streams = 0
+        #: Closing it leaves its upstream HTTP sessions open (other replicas continue them).
+        self.detached = False
+        super().__init__(record)
+        self._ids = _ids(replication.id)
+
+    @property  # type: ignore[override]
+    def streams(self) -> int:
+        return self._streams
+
+    @streams.setter
+    def streams(self, value: int) -> None:
+        before, self._streams = self._streams, value
+        if before == 0 and value > 0:
+            self.replication.follow(self.id)
+        elif before > 0 and value == 0:
+            self.replication.unfollow(self.id)
+
+    @property  # type: ignore[override]
+    def last_active(self) -> float:
+        return self._last_active
+
+    @last_active.setter
+    def last_active(self, value: float) -> None:
+        self._last_active = value
+        self.replication.touched.add(self.id)
+
+    def post(self, msg: Message) -> None:
+        """For the GET stream: here if this replica holds one, else wherever one is."""
+        if self._streams > 0 or str(msg.get("method", "")).endswith("/list_changed") or self.closed:
+            super().post(msg)
+        else:
+            self.replication.publish_note(self, msg)
+
+    def post_here(self, msg: Message) -> None:
+        super().post(msg)
+
+    async def on_response(self, msg: Message) -> bool:
+        if await super().on_response(msg):
+            return True
+        return self.replication.route_answer(self, msg)
+
+    async def answer_here(self, msg: Message) -> bool:
+        return await super().on_response(msg)
+
+    async def aclose(self) -> None:
+        if self.detached:
+            for up in self.upstreams.values():
+                if isinstance(up, HttpSession):
+                    up.session_id = None  # closed here without DELETE: it lives on elsewhere
+        await super().aclose()
+
+
+def _ids(replica: str) -> Iterator[int | str]:
+    return (f"{replica}.{n}" for n in itertools.count(1))
+
+
+class ReplicatedSessions(Sessions):
+    """``Sessions`` whose records are shared: unknown ids are looked up in the store."""
+
+    def __init__(self, limits: Callable[[], LimitsConfig], replication: Replication) -> None:
+        super().__init__(limits, replication.store)
+        self.replication = replication
+        self.runtime = lambda record: ReplicatedSession(record, replication)
+        self._resuming: dict[str, asyncio.Future[ClientSession | None]] = {}
+
+    async def resume(self, sid: str) -> ClientSession | None:
+        if not sid or len(sid) > 128:
+            return None
+        pending = self._resuming.get(sid)
+        if pending is not None:  # one lookup however many requests ask at once
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[ClientSession | None] = asyncio.get_running_loop().create_future()
+        self._resuming[sid] = fut
+        try:
+            record = await self.store.get(sid)
+            session = self.live.get(sid)
+            if session is None and record is not None:
+                session = self.runtime(record)
+                self.live[sid] = session
+                log.info("session %s: continued here (opened on another replica)", sid[:8])
+            fut.set_result(session)
+            return session
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: nobody else may be waiting
+            raise
+        finally:
+            self._resuming.pop(sid, None)
+
+    async def remove(self, sid: str) -> ClientSession | None:
+        """The client ended it (DELETE): gone everywhere."""
+        session = await super().remove(sid)
+        if session is not None:
+            self.replication.announce_closed(sid)
+        return session
+
+    async def retire(self, sid: str) -> ClientSession | None:
+        """Idle here: the runtime goes; the record stays unless it expired in Redis too
+        (then nobody used it for the whole timeout, and its upstream sessions close)."""
+        session = self.live.pop(sid, None)
+        if session is None:
+            return None
+        self.release(session.client_key)
+        store = self.replication.store
+        if await store.get(sid) is not None and isinstance(session, ReplicatedSession):
+            session.detached = True
+        store.forget(sid)
+        return session
+
+    def state_status(self) -> dict[str, Any]:
+        """For ``/readyz`` and ``/api/targets``: is the shared store reachable?"""
+        return self.replication.status()
+
+    async def recorded_upstream(self, session: ClientSession, target: str) -> tuple[str, str] | None:
+        record = await self.store.get(session.id)  # fresh: another replica may have opened it
+        if record is None:
+            return None
+        upstream_id = record.upstream_ids.get(target)
+        if upstream_id is None:
+            return None
+        version = record.upstream_versions.get(target) or session.protocol_version
+        session.record.upstream_ids[target] = upstream_id
+        session.record.upstream_versions[target] = version
+        return upstream_id, version
+
+
+class Replication:
+    """This replica's link to the others: the shared store, pub/sub, health."""
+
+    def __init__(self, config: GatewayConfig, redis: Redis | None = None,
+                 limits: Callable[[], LimitsConfig] | None = None) -> None:
+        assert config.state is not None
+        self.config = config.state
+        self.prefix = config.state.key_prefix
+        #: Names this replica in relayed request ids and its channel.
+        self.id = secrets.token_hex(4)
+        self.redis = redis or connect(config.state)
+        self.store = RedisStore(self.redis, self.prefix, config.limits.session_idle_timeout)
+        self.health = self.store.health
+        #: The current limits (the gateway's, which a reload replaces).
+        self.sessions = ReplicatedSessions(limits or (lambda: config.limits), self)
+        #: Sessions used since the last touch.
+        self.touched: set[str] = set()
+        self._channels: set[str] = {self._replica_channel(self.id), f"{self.prefix}:all"}
+        self._pubsub: PubSub | None = None
+        self._out: asyncio.Queue[tuple[str, bytes, ReplicatedSession | None, Message]] = asyncio.Queue()
+        self._tasks = TaskOwner(f"replica:{self.id}")
+        self._dispatcher: Dispatcher | None = None
+        self._key_shared = "MCPMUX_STATE_KEY" in os.environ
+        #: The requestState key this replica uses when it came from Redis (put back if
+        #: Redis restarts empty, so replicas started later use the same one).
+        self._sealer_hex: str | None = None
+        self.published = 0
+        self.received = 0
+
+    # -- lifecycle ----------------------------------------------------------
+    async def start(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        await self.store.ping()
+        await self._share_sealer_key()
+        self._tasks.spawn(self._reader(), "pubsub-reader")
+        self._tasks.spawn(self._sender(), "pubsub-sender")
+        self._tasks.spawn(self._toucher(), "touch")
+        self._tasks.spawn(self._heartbeat(), "heartbeat")
+        log.info("replica %s: sessions shared through %s (%s)", self.id, _safe_url(self.config.redis_url),
+                 "up" if self.health.up else f"down: {self.health.last_error}")
+
+    def detach_all(self) -> None:
+        """Stopping: this replica's sessions go on at the others."""
+        for session in self.sessions.live.values():
+            if isinstance(session, ReplicatedSession):
+                session.detached = True
+
+    async def aclose(self) -> None:
+        await self._tasks.aclose()
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.delete(f"{self.prefix}:replica:{self.id}")
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.aclose()
+
+    def status(self) -> dict[str, Any]:
+        return {**self.health.status(), "replica": self.id, "published": self.published,
+                "received": self.received}
+
+    async def _share_sealer_key(self) -> None:
+        """One ``requestState`` key for every replica: ``MCPMUX_STATE_KEY`` if set, else
+        one the first replica puts in Redis (``SET NX``; the others read it)."""
+        if self._key_shared or self._dispatcher is None:
+            return
+        key = f"{self.prefix}:sealer-key"
+        try:
+            await self.redis.set(key, secrets.token_hex(32), nx=True)
+            value = await self.redis.get(key)
+        except RedisError as exc:
+            self.health.failed(exc)
+            return
+        if value:
+            self._sealer_hex = value.decode() if isinstance(value, bytes) else value
+            self._dispatcher.bridge.sealer = StateSealer(bytes.fromhex(self._sealer_hex))
+            self._key_shared = True
+
+    # -- outgoing -----------------------------------------------------------
+    def follow(self, sid: str) -> None:
+        channel = self._session_channel(sid)
+        self._channels.add(channel)
+        pubsub = self._pubsub
+        if pubsub is not None:
+            self._tasks.spawn(self._subscribe(pubsub, channel), "subscribe")
+
+    def unfollow(self, sid: str) -> None:
+        channel = self._session_channel(sid)
+        self._channels.discard(channel)
+        pubsub = self._pubsub
+        if pubsub is not None:
+            self._tasks.spawn(self._subscribe(pubsub, channel, False), "unsubscribe")
+
+    async def _subscribe(self, pubsub: PubSub, channel: str, on: bool = True) -> None:
+        try:
+            await (pubsub.subscribe(channel) if on else pubsub.unsubscribe(channel))
+        except (RedisError, OSError) as exc:
+            self.health.failed(exc)  # the reader reconnects and subscribes to all again
+
+    def publish_note(self, session: ReplicatedSession, msg: Message) -> None:
+        self._out.put_nowait((self._session_channel(session.id), orjson.dumps(msg), session, msg))
+
+    def route_answer(self, session: ClientSession, msg: Message) -> bool:
+        """An answer to a request another replica relayed: to that replica."""
+        rid = msg.get("id")
+        if not isinstance(rid, str) or "." not in rid:
+            return False
+        replica = rid.partition(".")[0]
+        if replica == self.id:
+            return False
+        data = orjson.dumps({"s": session.id, "m": msg})
+        self._out.put_nowait((self._replica_channel(replica), data, None, msg))
+        return True
+
+    def announce_closed(self, sid: str) -> None:
+        data = orjson.dumps({"k": "closed", "s": sid, "r": self.id})
+        self._out.put_nowait((f"{self.prefix}:all", data, None, {}))
+
+    async def _sender(self) -> None:
+        """Publishes in order, batched in one pipeline; what nobody received is queued
+        on the session here (its client may open a stream here later)."""
+        while True:
+            batch = [await self._out.get()]
+            while len(batch) < PUBLISH_BATCH and not self._out.empty():
+                batch.append(self._out.get_nowait())
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for channel, data, _, _ in batch:
+                        pipe.publish(channel, data)
+                    counts = await pipe.execute()
+                self.health.ok()
+            except (RedisError, OSError) as exc:
+                self.health.failed(exc)
+                counts = [0] * len(batch)
+            self.published += len(batch)
+            for (channel, _, session, msg), n in zip(batch, counts, strict=True):
+                if n:
+                    continue
+                if session is not None:
+                    session.post_here(msg)
+                elif channel.startswith(f"{self.prefix}:r:"):
+                    log.warning("an answer for replica %s found no one: it is gone, and so is its call",
+                                channel.rsplit(":", 1)[-1])
+
+    # -- incoming -----------------------------------------------------------
+    async def _reader(self) -> None:
+        backoff = 0.2
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(*self._channels)
+                self._pubsub = pubsub
+                backoff = 0.2
+                while True:
+                    item = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                    if item is not None and item.get("type") == "message":
+                        self._deliver(item["channel"], item["data"])
+            except (RedisError, OSError) as exc:
+                self.health.failed(exc)
+            finally:
+                self._pubsub = None
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _deliver(self, channel: bytes | str, data: bytes) -> None:
+        self.received += 1
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(payload, dict):
+            return
+        head = f"{self.prefix}:s:"
+        if name.startswith(head):
+            session = self.sessions.live.get(name[len(head):])
+            if isinstance(session, ReplicatedSession) and session.streams > 0:
+                session.post_here(payload)
+            return
+        sid = payload.get("s")
+        session = self.sessions.live.get(sid) if isinstance(sid, str) else None
+        if name == f"{self.prefix}:all":
+            if payload.get("k") == "closed" and payload.get("r") != self.id and session is not None:
+                self._tasks.spawn(self._closed_elsewhere(session), "closed-elsewhere")
+            return
+        msg = payload.get("m")
+        if isinstance(session, ReplicatedSession) and isinstance(msg, dict):
+            self._tasks.spawn(self._answer(session, msg), "answer")
+
+    async def _answer(self, session: ReplicatedSession, msg: Message) -> None:
+        if not await session.answer_here(msg):
+            log.info("session %s: an answer for an unknown request %r", session.id[:8], msg.get("id"))
+
+    async def _closed_elsewhere(self, session: ClientSession) -> None:
+        dispatcher = self._dispatcher
+        if dispatcher is None or self.sessions.live.get(session.id) is not session:
+            return
+        self.sessions.live.pop(session.id, None)
+        self.store.forget(session.id)
+        if isinstance(session, ReplicatedSession):
+            session.detached = True  # the replica that ended it closed its upstream sessions
+        await session.aclose()
+        await dispatcher.gateway.subscriptions.drop(session.id, dispatcher.gateway.targets)
+        log.info("session %s: closed on another replica", session.id[:8])
+
+    # -- upkeep -------------------------------------------------------------
+    async def _toucher(self) -> None:
+        """Renew the TTL of the sessions used lately and take in what other replicas
+        changed in their records; all in one round trip per interval."""
+        interval = min(TOUCH_INTERVAL, self.store.ttl / 4)
+        while True:
+            await asyncio.sleep(interval)
+            sids = [sid for sid in self.touched if sid in self.sessions.live]
+            self.touched.clear()
+            if not sids or not self.health.up:
+                continue
+            records = await self.store.touch(sids)
+            for sid, record in records.items():
+                session = self.sessions.live.get(sid)
+                if session is None:
+                    continue
+                if record is None:
+                    # Redis lost it (restarted empty) while this replica holds the session.
+                    await self.store.put(session.record)
+                else:
+                    _refresh(session.record, record)
+
+    async def _heartbeat(self) -> None:
+        was_up = self.health.up
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            if await self.store.ping():
+                with contextlib.suppress(RedisError, OSError):
+                    await self.redis.set(f"{self.prefix}:replica:{self.id}", time.time(), ex=int(HEARTBEAT * 5))
+                if not self._key_shared:
+                    await self._share_sealer_key()
+                if not was_up:
+                    await self.store.resync()
+                    if self._sealer_hex is not None:
+                        with contextlib.suppress(RedisError, OSError):
+                            await self.redis.set(f"{self.prefix}:sealer-key", self._sealer_hex, nx=True)
+                    # Redis may have restarted empty: the records of what is live here go back.
+                    for session in list(self.sessions.live.values()):
+                        self.touched.add(session.id)
+            was_up = self.health.up
+
+    # -- names --------------------------------------------------------------
+    def _session_channel(self, sid: str) -> str:
+        return f"{self.prefix}:s:{sid}"
+
+    def _replica_channel(self, replica: str) -> str:
+        return f"{self.prefix}:r:{replica}"
+
+
+def _refresh(mine: SessionRecord, theirs: SessionRecord) -> None:
+    """Take what other replicas changed (level, subscriptions, upstream sessions)."""
+    mine.log_level = theirs.log_level
+    mine.subscriptions = theirs.subscriptions
+    mine.upstream_ids.update(theirs.upstream_ids)
+    mine.upstream_versions.update(theirs.upstream_versions)
+
+
+def _safe_url(url: str) -> str:
+    """The Redis URL without its password, for logs."""
+    head, at, tail = url.rpartition("@")
+    return f"{head.split('://')[0]}://***@{tail}" if at else url
