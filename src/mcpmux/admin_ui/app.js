@@ -83,7 +83,7 @@ function Overview({ data, error }) {
         <tbody>
           ${targets.map((t) => html`<tr key=${t.name} data-target=${t.name}>
             <td class="name">${t.name}${t.server ? html`<div class="sub">${t.server.name} ${t.server.version || ""}</div>` : ""}</td>
-            <td>${t.kind}</td>
+            <td>${t.kind}${t.pid ? html`<div class="sub pid">pid ${t.pid}</div>` : ""}</td>
             <td>${t.transport || "—"}${t.era ? html`<div class="sub">${t.era}</div>` : ""}</td>
             <td><${StateBadge} state=${t.state} /></td>
             <td><${Counts} counts=${t.counts} /></td>
