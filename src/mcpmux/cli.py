@@ -156,6 +156,8 @@ async def serve(
             await auth.aclose()
         if credentials is not None:
             await credentials.aclose()
+        if dispatcher.observer is not None:
+            dispatcher.observer.close()
         tracing.shutdown()
 
 
@@ -219,6 +221,8 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
             s.should_exit = True
         await dispatcher.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if dispatcher.observer is not None:
+            dispatcher.observer.close()
         tracing.shutdown()
         with contextlib.suppress(OSError):
             out.close()
@@ -226,18 +230,24 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
 
 @dataclass(frozen=True)
 class ObserveOptions:
-    """``--no-access-log``, ``--access-log-bodies`` (debug: arguments and results too)."""
+    """``--no-access-log``, ``--access-log-bodies`` (debug: arguments and results too),
+    ``--no-metrics``."""
 
     access_log: bool = True
     bodies: bool = False
+    metrics: bool = True
+    log_format: str = "text"
 
 
 def _observe(dispatcher: Dispatcher, options: ObserveOptions) -> None:
     """Metrics (always: they cost a counter and a histogram per request), the access log,
     and traces when the OTEL_* environment asks for them."""
+    traced = tracing.configure()
+    if not (options.metrics or options.access_log or traced):
+        return  # no per-request hook at all
     dispatcher.observer = Observer(dispatcher.gateway, lambda: len(dispatcher.sessions),
-                                   access_log=options.access_log, bodies=options.bodies)
-    tracing.configure()
+                                   access_log=options.access_log, bodies=options.bodies,
+                                   metrics=options.metrics, log_format=options.log_format)
 
 
 def security(config: GatewayConfig) -> tuple[ResourceServer | None, UpstreamCredentials | None]:
@@ -316,6 +326,8 @@ def _observe_args(parser: argparse.ArgumentParser) -> None:
                         help="text (default) or json: one JSON object per line, access lines included")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false",
                         help="no access line per request (logger mcpmux.access)")
+    parser.add_argument("--no-metrics", dest="metrics", action="store_false",
+                        help="no request metrics (target state on /metrics stays)")
     parser.add_argument("--access-log-bodies", action="store_true",
                         help="debug: put each call's arguments and result in its access line")
 
@@ -364,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     _setup_logging(args.log_level, args.log_format)
-    observe = ObserveOptions(access_log=args.access_log, bodies=args.access_log_bodies)
+    observe = ObserveOptions(access_log=args.access_log, bodies=args.access_log_bodies, metrics=args.metrics,
+                             log_format=args.log_format)
     bridged: str | None = None
     try:
         if args.command == "bridge":

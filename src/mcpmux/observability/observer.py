@@ -45,11 +45,15 @@ class Observer:
     with the call's arguments and result."""
 
     def __init__(self, gateway: Gateway, sessions: Callable[[], int], *, access_log: bool = True,
-                 bodies: bool = False) -> None:
+                 bodies: bool = False, metrics: bool = True, log_format: str = "text") -> None:
         self.gateway = gateway
         self.metrics = GatewayMetrics(lambda: list(gateway.targets.values()), sessions)
         self.access_log = access_log
+        #: Batched lines on the log stream (None: through ``logging``, e.g. in tests).
+        self.lines = access.AccessLog.for_root_logger(log_format == "json") if access_log else None
         self.bodies = bodies
+        #: Request counters and durations (target state is read at scrape time either way).
+        self.count = metrics
         self.metrics.prepare(t.name for t in gateway.config.targets)
         broadcast = gateway.on_list_changed
 
@@ -119,9 +123,8 @@ class Observer:
                 resp: Message | None, span: tracing.RequestSpan | None) -> None:
         elapsed = time.perf_counter() - start
         target, tool = self.route_of(method, params)
-        counters, histogram = self.metrics.children(target, method_label(method))
-        counters[outcome].inc()
-        histogram.observe(elapsed)
+        if self.count:
+            self.metrics.stats(target, method_label(method)).record(outcome, elapsed)
         if span is not None:
             err = resp.get("error") if resp is not None else None
             span.end(outcome, None if target == NO_TARGET else target,
@@ -142,4 +145,12 @@ class Observer:
             if self.bodies:
                 fields["arguments"] = params.get("arguments") if isinstance(params, dict) else None
                 fields["result"] = resp.get("result") if resp is not None else None
-            access.write(fields)
+            if self.lines is not None:
+                self.lines.write(fields)
+            else:
+                access.write(fields)
+
+    def close(self) -> None:
+        """Write what the access log still holds."""
+        if self.lines is not None:
+            self.lines.flush()
