@@ -59,4 +59,14 @@ else
     touch "$NPM_STAMP"
 fi
 
+# The admin UI tests drive Debian's chromium (Playwright's own browser download is not used).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing chromium from Debian (admin UI tests)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "setup: chromium not found; the admin UI tests will be skipped (apt-get install chromium)" >&2
+    fi
+fi
+
 echo "setup: done (node22: $("$PEERS/node_modules/node/bin/node" --version))"

@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -28,6 +29,9 @@ from .listener.auth import ResourceServer
 from .listener.guard import HostGuard, guarded_protocol
 from .listener.http import StreamableHTTP
 from .listener.legacy_sse import LegacySSE
+from .observability import tracing
+from .observability.access import JsonFormatter
+from .observability.observer import Observer
 from .policy import AllowAll, Policy
 from .upstream.credentials import UpstreamCredentials
 
@@ -79,6 +83,7 @@ def load(path: str | None) -> tuple[GatewayConfig, str | None]:
 async def serve(
     config: GatewayConfig, path: str | None, ready_file: str | None = None, bridge: str | None = None,
     sockets: dict[str, socket.socket] | None = None,
+    observe: ObserveOptions | None = None,
 ) -> None:
     """``run`` (and, with ``bridge`` naming the command, ``bridge``: one target, transparent)."""
     gateway = Gateway(config)
@@ -94,15 +99,19 @@ async def serve(
         replication = Replication(config, limits=lambda: gateway.config.limits)
     dispatcher = Dispatcher(gateway, policy_factory=_policy, credentials=credentials,
                             sessions=replication.sessions if replication is not None else None)
+    _observe(dispatcher, observe or ObserveOptions())
     app = StreamableHTTP(dispatcher, auth=auth)
     legacy = LegacySSE(dispatcher).mount(app)
     mcp = _Server(_listener_config(app, config, config.listen.host, config.listen.port, True,
                                    timeout_graceful_shutdown=3, proxy_headers=False,
                                    server_header=False, date_header=False))
     servers = [mcp]
+    listeners: dict[str, str] = {}
     if config.admin.enabled:
-        servers.append(_Server(_listener_config(admin_app(dispatcher), config, config.admin.host, config.admin.port,
-                                                False, timeout_graceful_shutdown=1)))
+        # The playground's /mcp is the same MCP app, served same-origin on the admin port.
+        servers.append(_Server(_listener_config(admin_app(dispatcher, mcp=app, listeners=listeners), config,
+                                                config.admin.host, config.admin.port, False,
+                                                timeout_graceful_shutdown=1)))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -130,6 +139,7 @@ async def serve(
         admin_url = (
             f"http://{_host(config.admin.host)}:{_bound_port(servers[1])}" if config.admin.enabled else None
         )
+        listeners.update({"mcp": mcp_url, "sse": sse_url, **({"admin": admin_url} if admin_url else {})})
         # Give targets a moment so the first lines show real states; readiness is async anyway.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(gateway.wait_ready(), 3)
@@ -162,9 +172,13 @@ async def serve(
             await auth.aclose()
         if credentials is not None:
             await credentials.aclose()
+        if dispatcher.observer is not None:
+            dispatcher.observer.close()
+        tracing.shutdown()
 
 
-async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str | None = None) -> None:
+async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str | None = None,
+                      observe: ObserveOptions | None = None) -> None:
     """``mcpmux stdio``: the whole gateway as one MCP server on stdin/stdout.
 
     No HTTP listener: ``listen`` is ignored, and the admin listener runs only when the
@@ -182,9 +196,11 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
         log.warning("mcpmux stdio is a local pipe: 'auth' and 'authorization' (rules, rate "
                     "limits) do not apply to it; whoever starts the process has full access")
     dispatcher = Dispatcher(gateway)
+    _observe(dispatcher, observe or ObserveOptions())
     servers: list[_Server] = []
+    listeners: dict[str, str] = {}
     if "enabled" in config.admin.model_fields_set and config.admin.enabled:
-        servers.append(_Server(_listener_config(admin_app(dispatcher), config, config.admin.host, config.admin.port,
+        servers.append(_Server(_listener_config(admin_app(dispatcher, listeners=listeners), config, config.admin.host, config.admin.port,
                                                 False, log_config=None, timeout_graceful_shutdown=1)))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -206,6 +222,8 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
             await asyncio.sleep(0.01)
         admin_url = f"http://{_host(config.admin.host)}:{_bound_port(servers[0])}" if servers else None
         if admin_url:
+            listeners.update({"stdio": "stdin/stdout", "admin": admin_url})
+        if admin_url:
             log.info("admin: %s/api/targets", admin_url)
         if ready_file:
             _write_ready_file(ready_file, {"mcp": None, "admin": admin_url, "pid": os.getpid()})
@@ -219,8 +237,33 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
             s.should_exit = True
         await dispatcher.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if dispatcher.observer is not None:
+            dispatcher.observer.close()
+        tracing.shutdown()
         with contextlib.suppress(OSError):
             out.close()
+
+
+@dataclass(frozen=True)
+class ObserveOptions:
+    """``--no-access-log``, ``--access-log-bodies`` (debug: arguments and results too),
+    ``--no-metrics``."""
+
+    access_log: bool = True
+    bodies: bool = False
+    metrics: bool = True
+    log_format: str = "text"
+
+
+def _observe(dispatcher: Dispatcher, options: ObserveOptions) -> None:
+    """Metrics (always: they cost a counter and a histogram per request), the access log,
+    and traces when the OTEL_* environment asks for them."""
+    traced = tracing.configure()
+    if not (options.metrics or options.access_log or traced):
+        return  # no per-request hook at all
+    dispatcher.observer = Observer(dispatcher.gateway, lambda: len(dispatcher.sessions),
+                                   access_log=options.access_log, bodies=options.bodies,
+                                   metrics=options.metrics, log_format=options.log_format)
 
 
 def security(config: GatewayConfig) -> tuple[ResourceServer | None, UpstreamCredentials | None]:
@@ -280,14 +323,41 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, fmt: str = "text") -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    if fmt == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     # Secrets (${VAR} values, configured headers) are masked in every line written.
     redact.install()
+
+
+def _observe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-format", choices=["text", "json"],
+                        default=os.environ.get("MCPMUX_LOG_FORMAT", "text"),
+                        help="text (default) or json: one JSON object per line, access lines included")
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
+                        help="no access line per request (logger mcpmux.access)")
+    parser.add_argument("--no-metrics", dest="metrics", action="store_false",
+                        help="no request metrics (target state on /metrics stays)")
+    parser.add_argument("--access-log-bodies", action="store_true",
+                        help="debug: put each call's arguments and result in its access line")
+
+
+def _worker_options(args: argparse.Namespace) -> list[str]:
+    """The ``run`` options each worker gets from the supervisor (``--workers N``)."""
+    options = ["--log-level", args.log_level, "--log-format", args.log_format]
+    if not args.access_log:
+        options.append("--no-access-log")
+    if not args.metrics:
+        options.append("--no-metrics")
+    if args.access_log_bodies:
+        options.append("--access-log-bodies")
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the gateway")
     run.add_argument("-c", "--config", help="config file (default: ./mcpmux.yaml, else the embedded demo)")
     run.add_argument("--log-level", default=os.environ.get("MCPMUX_LOG_LEVEL", "info"))
+    _observe_args(run)
     run.add_argument("--ready-file", help=argparse.SUPPRESS)
     run.add_argument("--workers", type=int, default=1,
                      help="processes serving the same port (N > 1 needs state.redis_url; see docs/scaling.md)")
@@ -304,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     std = sub.add_parser("stdio", help="serve the gateway on stdin/stdout (for clients that launch a command)")
     std.add_argument("-c", "--config", help="config file (default: ./mcpmux.yaml, else the embedded demo)")
     std.add_argument("--log-level", default=os.environ.get("MCPMUX_LOG_LEVEL", "info"))
+    _observe_args(std)
     std.add_argument("--ready-file", help=argparse.SUPPRESS)
     bridge = sub.add_parser(
         "bridge", help="expose one stdio MCP server over streamable HTTP (/mcp) and legacy SSE (/sse)",
@@ -318,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     bridge.add_argument("--timeout", type=float, default=30.0, help="seconds the server may take to start "
                         "and list (default 30)")
     bridge.add_argument("--log-level", default=os.environ.get("MCPMUX_LOG_LEVEL", "info"))
+    _observe_args(bridge)
     bridge.add_argument("--ready-file", help=argparse.SUPPRESS)
     bridge.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="the stdio server to run, after --")
     val = sub.add_parser("validate", help="check a config file and exit")
@@ -333,7 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.file}: valid ({len(cfg.targets)} targets)")
         return 0
 
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, args.log_format)
+    observe = ObserveOptions(access_log=args.access_log, bodies=args.access_log_bodies, metrics=args.metrics,
+                             log_format=args.log_format)
     bridged: str | None = None
     try:
         if args.command == "bridge":
@@ -362,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mcpmux: {problem}", file=sys.stderr)
             return 2
         assert source is not None
-        return supervisor.supervise(config, source, workers, args.log_level, args.ready_file)
+        return supervisor.supervise(config, source, workers, _worker_options(args), args.ready_file)
     sockets = None
     if getattr(args, "worker_fds", None):
         from .workers import inherited
@@ -376,9 +451,9 @@ def main(argv: list[str] | None = None) -> int:
         runner = asyncio.run  # type: ignore[assignment]
     try:
         if args.command == "stdio":
-            runner(serve_stdio(config, source, args.ready_file))
+            runner(serve_stdio(config, source, args.ready_file, observe))
         else:
-            runner(serve(config, source, args.ready_file, bridge=bridged, sockets=sockets))
+            runner(serve(config, source, args.ready_file, bridge=bridged, sockets=sockets, observe=observe))
     except KeyboardInterrupt:
         pass
     return 0

@@ -38,6 +38,7 @@ from .jsonrpc import (
 )
 from .mrtr import Bridge, Continuation, origin_of
 from .multiplexer.catalog import Route
+from .observability.observer import Observer
 from .policy import Action, AllowAll, Policy
 from .protocol import (
     HANDSHAKE_ONLY,
@@ -106,6 +107,8 @@ class Dispatcher:
         self._tasks = TaskOwner("dispatcher")
         #: stdio targets whose client-process limit was reached (warned once).
         self._overflowed: set[str] = set()
+        #: Metrics, access log and traces of each request (set by the CLI; None: off).
+        self.observer: Observer | None = None
         gateway.on_list_changed = self.sessions.broadcast
         gateway.on_target_message = self._target_message
         gateway.on_target_removed = self._target_removed
@@ -247,6 +250,11 @@ class Dispatcher:
 
     async def handle(self, ctx: RequestContext, msg: Message) -> Message:
         """Answer one client request; intermediate messages go through ``ctx.emit``."""
+        if self.observer is not None:
+            return await self.observer.observe(ctx, msg, self._handle)
+        return await self._handle(ctx, msg)
+
+    async def _handle(self, ctx: RequestContext, msg: Message) -> Message:
         session = ctx.session
         session.last_active = time.monotonic()
         session.used = True

@@ -47,6 +47,8 @@ class Gateway:
         self.on_target_removed: Callable[[str], Awaitable[None]] | None = None
         #: Called with the new config after a reload (the dispatcher rebuilds its policy).
         self.on_reload: Callable[[GatewayConfig], None] | None = None
+        #: Called with the source's name each time a source's desired set is applied (metrics).
+        self.on_apply: Callable[[str], None] | None = None
         self._sources: dict[str, asyncio.Task[Any]] = {}
         #: What each source last asked for (name -> config), for clashes that clear.
         self._desired: dict[str, dict[str, TargetConfig]] = {}
@@ -86,6 +88,8 @@ class Gateway:
         catalog at once (clients get list_changed) and drain: calls in flight
         may finish within ``limits.drain_timeout``, then the target is closed.
         """
+        if self.on_apply is not None:
+            self.on_apply(source)
         wanted = {t.name: t for t in desired}
         for name, target in list(self.targets.items()):
             if target.source != source:

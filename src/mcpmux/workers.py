@@ -57,8 +57,9 @@ def inherited(fds: str) -> dict[str, socket.socket]:
     return {name: socket.socket(fileno=int(fd)) for name, fd in zip(names, fds.split(","), strict=False) if fd}
 
 
-def supervise(config: GatewayConfig, path: str, workers: int, log_level: str, ready_file: str | None) -> int:
-    """Run ``workers`` worker processes until SIGTERM/SIGINT; returns the exit status."""
+def supervise(config: GatewayConfig, path: str, workers: int, options: list[str], ready_file: str | None) -> int:
+    """Run ``workers`` worker processes (each ``mcpmux run -c path`` with ``options``)
+    until SIGTERM/SIGINT; returns the exit status."""
     mcp = bind(config.listen.host, config.listen.port)
     admin = bind(config.admin.host, config.admin.port) if config.admin.enabled else None
     fds = f"{mcp.fileno()}" + (f",{admin.fileno()}" if admin is not None else "")
@@ -69,7 +70,7 @@ def supervise(config: GatewayConfig, path: str, workers: int, log_level: str, re
     def start(i: int) -> tuple[subprocess.Popen[bytes], Path]:
         ready = run_dir / f".mcpmux-worker-{os.getpid()}-{i}.json"
         ready.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "mcpmux", "run", "-c", path, "--log-level", log_level,
+        argv = [sys.executable, "-m", "mcpmux", "run", "-c", path, *options,
                 "--worker-fds", fds, "--ready-file", str(ready)]
         return subprocess.Popen(argv, pass_fds=keep), ready
 

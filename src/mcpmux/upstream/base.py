@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from .. import __version__
 from ..jsonrpc import Message, is_notification, is_request, is_response
+from ..observability import tracing
 from ..protocol import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE
 from ..tasks import TaskOwner
 
@@ -182,6 +183,10 @@ class UpstreamSession:
         """Send a request and return the target's response message (result or error)."""
         if self.closed.is_set():
             raise UpstreamError(self.target, f"session closed ({self.close_reason})")
+        # Tracing hook: a CLIENT span (and its traceparent) while a traced request runs.
+        trace = tracing.upstream_call(self.target, method) if tracing.TRACER is not None else None
+        if trace is not None:
+            params = trace.with_meta(params)
         token = None
         if sink is not None and isinstance(params, dict):
             meta = params.get("_meta")
@@ -190,6 +195,8 @@ class UpstreamSession:
                 self._progress[token] = sink
         try:
             call = self._call(method, params, sink, id)
+            if trace is not None:
+                call = trace.run(call)
             if timeout is None:
                 return await call
             try:

@@ -14,6 +14,7 @@ import orjson
 
 from .. import era
 from ..jsonrpc import Message, obj
+from ..observability.tracing import add_trace_headers
 from ..redact import redact
 from ..sse import EventTooLarge, Parser
 from .base import CallSink, UpstreamError, UpstreamSession
@@ -151,6 +152,7 @@ class HttpSession(UpstreamSession):
         """``_headers`` plus the caller's own (``header_provider``), computed per request
         because exchanged tokens expire."""
         h = self._headers(msg)
+        add_trace_headers(h)  # observability hook: W3C traceparent while tracing is on
         if self.header_provider is not None:
             h.update(await self.header_provider())
         return h

@@ -1,0 +1,156 @@
+"""The per-request hook: metrics, the access log line and the request's span."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..jsonrpc import RATE_LIMITED, REQUEST_CANCELLED, TARGET_UNAVAILABLE, Message
+from . import access, tracing
+from .metrics import NO_TARGET, GatewayMetrics, method_label
+
+if TYPE_CHECKING:
+    from ..context import RequestContext
+    from ..gateway import Gateway
+
+Handler = Callable[["RequestContext", Message], Awaitable[Message]]
+_LIST_KINDS = frozenset({"tools", "prompts", "resources"})
+#: Longest tool name (client input) written to the access log.
+_MAX_NAME = 200
+
+
+def outcome_of(resp: Message) -> str:
+    err = resp.get("error")
+    if err is None:
+        res = resp.get("result")
+        return "tool_error" if isinstance(res, dict) and res.get("isError") is True else "ok"
+    code = err.get("code") if isinstance(err, dict) else None
+    if code == TARGET_UNAVAILABLE:
+        return "unavailable"
+    if code == RATE_LIMITED:
+        return "rate_limited"
+    if code == REQUEST_CANCELLED:
+        return "cancelled"
+    return "error"
+
+
+class Observer:
+    """Owns the gateway's metrics registry; the dispatcher calls :meth:`observe` for
+    every client request. ``access_log``: write the access line; ``bodies`` (debug):
+    with the call's arguments and result."""
+
+    def __init__(self, gateway: Gateway, sessions: Callable[[], int], *, access_log: bool = True,
+                 bodies: bool = False, metrics: bool = True, log_format: str = "text") -> None:
+        self.gateway = gateway
+        self.metrics = GatewayMetrics(lambda: list(gateway.targets.values()), sessions)
+        self.access_log = access_log
+        #: Batched lines on the log stream (None: through ``logging``, e.g. in tests).
+        self.lines = access.AccessLog.for_root_logger(log_format == "json") if access_log else None
+        self.bodies = bodies
+        #: Request counters and durations (target state is read at scrape time either way).
+        self.count = metrics
+        self.metrics.prepare(t.name for t in gateway.config.targets)
+        broadcast = gateway.on_list_changed
+
+        def list_changed(method: str) -> None:
+            kind = method.split("/")[1] if method.count("/") == 2 else ""
+            self.metrics.list_changed.labels(kind if kind in _LIST_KINDS else "other").inc()
+            broadcast(method)
+
+        gateway.on_list_changed = list_changed
+        gateway.on_apply = self._applied
+
+    def _applied(self, source: str) -> None:
+        self.metrics.discovery.labels(source).inc()
+
+    def route_of(self, method: str, params: Any) -> tuple[str, str | None]:
+        """(target label, tool or prompt name) of a request, from the merged view: the
+        label is always a target the gateway has, never a string the client made up."""
+        if not isinstance(params, dict):
+            return NO_TARGET, None
+        view = self.gateway.view
+        if method == "tools/call" or method == "prompts/get":
+            name = params.get("name")
+            if not isinstance(name, str):
+                return NO_TARGET, None
+            route = (view.tools if method == "tools/call" else view.prompts).get(name)
+            if route is not None:
+                return route.target, name
+            prefix = name.partition("_")[0]
+            return (prefix if prefix in self.gateway.targets else NO_TARGET), name[:_MAX_NAME]
+        if method == "resources/read" or method == "resources/subscribe" or method == "resources/unsubscribe":
+            uri = params.get("uri")
+            route = view.route_uri(uri) if isinstance(uri, str) else None
+            return (route.target if route is not None else NO_TARGET), None
+        return NO_TARGET, None
+
+    async def observe(self, ctx: RequestContext, msg: Message, handler: Handler) -> Message:
+        start = time.perf_counter()
+        method: str = msg["method"]
+        params = msg.get("params")
+        span = None
+        if tracing.TRACER is not None:
+            span = self._span(ctx, method, params)
+        try:
+            resp = await handler(ctx, msg)
+        except BaseException as exc:
+            outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "exception"
+            self._record(ctx, method, params, outcome, start, None, span)
+            raise
+        self._record(ctx, method, params, outcome_of(resp), start, resp, span)
+        return resp
+
+    def _span(self, ctx: RequestContext, method: str, params: Any) -> tracing.RequestSpan:
+        _, tool = self.route_of(method, params)
+        parent = ctx.headers.get("traceparent")
+        if parent is None and isinstance(params, dict):
+            meta = params.get("_meta")
+            if isinstance(meta, dict):
+                parent = meta.get("traceparent")
+        attributes: dict[str, Any] = {"mcp.method.name": method, "network.transport": ctx.transport}
+        if ctx.session.id:
+            attributes["mcp.session.id"] = ctx.session.id[:8]
+        if tool:
+            attributes["gen_ai.tool.name" if method == "tools/call" else "gen_ai.prompt.name"] = tool
+        return tracing.RequestSpan(method, tool, parent, attributes)
+
+    def _record(self, ctx: RequestContext, method: str, params: Any, outcome: str, start: float,
+                resp: Message | None, span: tracing.RequestSpan | None) -> None:
+        elapsed = time.perf_counter() - start
+        target, tool = self.route_of(method, params)
+        if self.count:
+            self.metrics.stats(target, method_label(method)).record(outcome, elapsed)
+        if span is not None:
+            err = resp.get("error") if resp is not None else None
+            span.end(outcome, None if target == NO_TARGET else target,
+                     err.get("message") if isinstance(err, dict) else None)
+        if self.access_log and access.log.isEnabledFor(logging.INFO):
+            fields: dict[str, Any] = {
+                "event": "access",
+                "session": ctx.session.id[:8] or None,
+                "principal": getattr(ctx.principal, "key", None),
+                "transport": ctx.transport,
+                "method": method,
+                "target": None if target == NO_TARGET else target,
+                "tool": tool,
+                "outcome": outcome,
+                "duration_ms": round(elapsed * 1000, 3),
+                "bytes": len(orjson.dumps(resp)) if resp is not None else 0,
+            }
+            if self.bodies:
+                fields["arguments"] = params.get("arguments") if isinstance(params, dict) else None
+                fields["result"] = resp.get("result") if resp is not None else None
+            if self.lines is not None:
+                self.lines.write(fields)
+            else:
+                access.write(fields)
+
+    def close(self) -> None:
+        """Write what the access log still holds."""
+        if self.lines is not None:
+            self.lines.flush()
