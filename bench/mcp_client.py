@@ -299,6 +299,8 @@ class StdioResult:
     errors: int
     duration_s: float
     latencies_ms: list[float]
+    #: the client's own CPU per call (set by the harness)
+    cpu_us: float = 0.0
 
     @property
     def calls_per_s(self) -> float:

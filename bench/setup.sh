@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this checkout for bench/run.py. Idempotent: each step is skipped when done.
 #
-#   bench/setup.sh             wrk (Debian package), matplotlib + py-spy into .venv
+#   bench/setup.sh             wrk and nginx (Debian packages), matplotlib + py-spy into .venv
 #   bench/setup.sh --fastmcp   also FastMCP in bench/.venv-fastmcp (the comparison gateway)
 #
 # It needs scripts/setup.sh first (the .venv with mcpmux, and the npm peers in tests/peers,
@@ -27,6 +27,17 @@ elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 else
     echo "bench/setup: wrk is missing; install it as root: apt-get install -y wrk" >&2
     exit 1
+fi
+
+# nginx: the bare reverse proxy scenario 1 measures mcpmux against (never started as a service).
+if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+    echo "bench/setup: nginx present"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bench/setup: apt-get install nginx"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+else
+    echo "bench/setup: nginx is missing (scenario 1 then has no nginx path); as root: apt-get install -y nginx" >&2
 fi
 
 if "$VENV/bin/python" -c "import matplotlib" 2>/dev/null && [ -x "$VENV/bin/py-spy" ]; then

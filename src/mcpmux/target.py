@@ -28,6 +28,7 @@ from .multiplexer.catalog import TargetCatalog
 from .protocol import CAPABILITY, KINDS, LIST_CHANGED, Kind
 from .redact import redact
 from .tasks import TaskOwner
+from .upstream import h1
 from .upstream.base import DEFAULT_MAX_RESPONSE, UpstreamError, UpstreamSession
 from .upstream.http import HttpSession
 from .upstream.sse import SseSession
@@ -97,6 +98,7 @@ class Target:
         self._refreshing: set[Kind] = set()
         self._http: aiohttp.ClientSession | None = None
         self._streams: aiohttp.ClientSession | None = None
+        self._pool: h1.Pool | None = None
         #: The resource URIs clients follow through this target's own session (the
         #: gateway's subscription registry answers; a modern target's listen stream asks).
         self._resource_uris = resource_uris or tuple
@@ -122,6 +124,12 @@ class Target:
                 auto_decompress=True,
             )
         return self._http
+
+    def request_pool(self, url: str) -> h1.Pool:
+        """The keep-alive pool for this target's POSTs (256 connections, as before)."""
+        if self._pool is None or self._pool.closed or self._pool.url != url:
+            self._pool = h1.Pool(url, limit=256, connect_timeout=self.config.timeout)
+        return self._pool
 
     def stream_client(self) -> aiohttp.ClientSession:
         """Long-lived streams (GET, subscriptions/listen, legacy SSE) get their own pool
@@ -160,6 +168,7 @@ class Target:
         return HttpSession(
             self.name, spec.url, spec.headers, self.http_client(), self.config.timeout, listen,
             era_hint=era or self.era, tool_schema=self._tool_schema, stream_client=self.stream_client(),
+            pool=self.request_pool(spec.url),
         )
 
     async def _speaks_handshake(self) -> bool:
@@ -402,6 +411,8 @@ class Target:
         for client in (self._http, self._streams):
             if client is not None:
                 await client.close()
+        if self._pool is not None:
+            await self._pool.aclose()
         self.state = "stopped"
 
     def status(self) -> dict[str, Any]:

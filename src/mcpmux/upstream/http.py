@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
@@ -17,6 +17,7 @@ from ..jsonrpc import Message, obj
 from ..observability.tracing import add_trace_headers
 from ..redact import redact
 from ..sse import EventTooLarge, Parser
+from . import h1
 from .base import CallSink, UpstreamError, UpstreamSession
 
 if TYPE_CHECKING:
@@ -69,15 +70,18 @@ def redirect_error(target: str, url: str, resp: aiohttp.ClientResponse) -> Upstr
     """Redirects are never followed: a configured ``X-Api-Key`` or bearer token sent to
     the Location's origin would leak it (a target's cross-origin 307 did exactly that).
     The operator points the target at the final URL instead."""
-    location = resp.headers.get("Location", "")
+    resp.close()
+    return _redirect_error(target, url, resp.status, resp.headers.get("Location", ""))
+
+
+def _redirect_error(target: str, url: str, status: int, location: str) -> UpstreamError:
     parts = urlsplit(urljoin(url, location))
     origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else "(no Location)"
-    resp.close()
     return upstream_error(
         target,
-        f"answered HTTP {resp.status}, a redirect to {origin}; redirects are not followed "
+        f"answered HTTP {status}, a redirect to {origin}; redirects are not followed "
         "(configured headers must not reach another origin): set the target's url to the final address",
-        resp.status,
+        status,
     )
 
 
@@ -109,11 +113,17 @@ class HttpSession(UpstreamSession):
         tool_schema: Callable[[Any], Any] | None = None,
         stream_client: aiohttp.ClientSession | None = None,
         max_response_bytes: int | None = None,
+        pool: h1.Pool | None = None,
     ) -> None:
         super().__init__(target, timeout)
         if max_response_bytes is not None:
             self.max_response_bytes = max_response_bytes
         self.streams = stream_client or client
+        #: Requests (POST) go through this keep-alive pool; aiohttp serves streams.
+        self.pool = pool or h1.Pool(url, connect_timeout=timeout)
+        self._own_pool = pool is None
+        self._head_key: tuple[str | None, str | None] | None = None
+        self._head = b""
         #: For a modern catalog session: the resource URIs to follow on subscriptions/listen.
         self.resource_uris: Callable[[], Any] | None = None
         self._listener: asyncio.Task[Any] | None = None
@@ -398,63 +408,94 @@ class HttpSession(UpstreamSession):
                 raise upstream_error(self.target, f"session expired and re-initialize failed: {reason}") from None
             return True
 
+    def _request_head(self, msg: Message) -> bytes:
+        """The POST's request line and headers, pre-encoded: rebuilt only when the session
+        id or protocol version changes (2026 requests mirror each message: built per call)."""
+        if self.modern:
+            return self.pool.request_head("POST", h1.encode_headers(self._headers(msg)))
+        key = (self.session_id, self.protocol_version if self.init_result else None)
+        if key != self._head_key:
+            self._head = self.pool.request_head("POST", h1.encode_headers(self._headers(msg)))
+            self._head_key = key
+        return self._head
+
     async def _post(self, msg: Message, sink: CallSink | None) -> Message:
         body = orjson.dumps(msg)
         try:
-            async with self.client.post(
-                self.url, data=body, headers=await self._request_headers(msg), allow_redirects=False
-            ) as resp:
-                if 300 <= resp.status < 400:
-                    raise redirect_error(self.target, self.url, resp)
-                if resp.status in (400, 404) and self.session_id and msg.get("method") != "initialize":
-                    text = await _http_error(resp)
-                    if _session_unknown(resp.status, text):
-                        raise SessionExpired
-                    raise upstream_error(self.target, text, resp.status)
-                if "id" not in msg or "method" not in msg:
-                    if resp.status >= 400:
-                        raise upstream_error(self.target, await _http_error(resp), resp.status)
-                    return {}
-                if resp.status >= 400:
-                    if self.modern and resp.headers.get("Content-Type", "").startswith("application/json"):
-                        # 2026 answers protocol errors with 4xx and a JSON-RPC error: pass it on.
-                        with contextlib.suppress(ValueError):
-                            data = orjson.loads(await read_limited(resp, self.max_response, self.target))
-                            if isinstance(data, dict) and "error" in data and data.get("id") == msg["id"]:
-                                return data
-                    text = await _http_error(resp)
-                    raise upstream_error(self.target, text, resp.status)
-                if msg["method"] == "initialize":
-                    sid = resp.headers.get("Mcp-Session-Id")
-                    if sid:
-                        self.session_id = sid
-                ctype = resp.headers.get("Content-Type", "")
-                if ctype.startswith("text/event-stream"):
-                    return await self._read_stream(resp, msg["id"], sink)
-                if ctype.startswith("application/json"):
-                    raw = await read_limited(resp, self.max_response, self.target)
-                    try:
-                        data = orjson.loads(raw)
-                    except orjson.JSONDecodeError:
-                        raise upstream_error(self.target, "answered with invalid JSON") from None
-                    if isinstance(data, dict) and data.get("id") == msg["id"]:
-                        return data
-                    raise upstream_error(self.target, "answered with a message that is not our response")
-                raise upstream_error(
-                    self.target, f"answered with unexpected content type {ctype or '(none)'}"
-                )
-        except (aiohttp.ClientError, OSError) as exc:
+            # Per-request headers (trace context, per-user credentials) win over the
+            # configured ones; without any, the pre-encoded header block is reused.
+            extra: dict[str, str] = {}
+            add_trace_headers(extra)
+            if self.header_provider is not None:
+                extra.update(await self.header_provider())
+            if extra:
+                head = self.pool.request_head("POST", h1.encode_headers({**self._headers(msg), **extra}))
+            else:
+                head = self._request_head(msg)
+        except ValueError as exc:
+            raise upstream_error(self.target, str(exc)) from None
+        try:
+            resp = await self.pool.request(head, body)
+        except (h1.H1Error, OSError) as exc:
             raise upstream_error(self.target, f"HTTP error: {_short(exc)}") from exc
+        try:
+            return await self._answer(resp, msg, sink)
+        except h1.TooLarge as exc:
+            raise too_large(self.target, exc.limit) from None
+        except (h1.H1Error, OSError) as exc:
+            raise upstream_error(self.target, f"HTTP error: {_short(exc)}") from exc
+        finally:
+            resp.release()
 
-    async def _read_stream(
-        self, resp: aiohttp.ClientResponse, rid: Any, sink: CallSink | None
-    ) -> Message:
+    async def _answer(self, resp: h1.Response, msg: Message, sink: CallSink | None) -> Message:
+        status = resp.status
+        if status != 200:
+            if 300 <= status < 400:
+                raise _redirect_error(self.target, self.url, status, resp.headers.get("location", ""))
+            if status in (400, 404) and self.session_id and msg.get("method") != "initialize":
+                text = await _h1_error(resp)
+                if _session_unknown(status, text):
+                    raise SessionExpired
+                raise upstream_error(self.target, text, status)
+        if "id" not in msg or "method" not in msg:
+            if status >= 400:
+                raise upstream_error(self.target, await _h1_error(resp), status)
+            return {}
+        if status >= 400:
+            if self.modern and resp.content_type.startswith("application/json"):
+                # 2026 answers protocol errors with 4xx and a JSON-RPC error: pass it on.
+                with contextlib.suppress(ValueError):
+                    data = orjson.loads(await resp.read(self.max_response))
+                    if isinstance(data, dict) and "error" in data and data.get("id") == msg["id"]:
+                        return data
+            raise upstream_error(self.target, await _h1_error(resp), status)
+        if msg["method"] == "initialize":
+            sid = resp.headers.get("mcp-session-id")
+            if sid:
+                self.session_id = sid
+        ctype = resp.content_type
+        if ctype.startswith("text/event-stream"):
+            return await self._read_stream(resp, msg["id"], sink)
+        if ctype.startswith("application/json"):
+            raw = await resp.read(self.max_response)
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise upstream_error(self.target, "answered with invalid JSON") from None
+            if isinstance(data, dict) and data.get("id") == msg["id"]:
+                return data
+            raise upstream_error(self.target, "answered with a message that is not our response")
+        raise upstream_error(
+            self.target, f"answered with unexpected content type {ctype or '(none)'}"
+        )
+
+    async def _read_stream(self, resp: h1.Response, rid: Any, sink: CallSink | None) -> Message:
         parser = Parser(self.max_response)
+        found = await self._consume(resp.iter_chunks(self.max_response), resp.close, parser, rid, sink)
+        if found is not None:
+            return found
         resumes = 0
         while True:
-            found = await self._consume(resp, parser, rid, sink)
-            if found is not None:
-                return found
             # The stream ended before our response: resume it (2025-11-25 polling).
             if parser.last_event_id is None or resumes >= MAX_RESUMES:
                 raise upstream_error(self.target, "response stream ended without a response")
@@ -466,34 +507,43 @@ class HttpSession(UpstreamSession):
             headers = await self._request_headers()
             headers["Accept"] = "text/event-stream"
             headers["Last-Event-ID"] = parser.last_event_id
-            resp = await self.streams.get(self.url, headers=headers, allow_redirects=False)
-            if resp.status != 200:
-                resp.release()
-                raise upstream_error(self.target, f"resuming the response stream got HTTP {resp.status}")
+            try:
+                again = await self.streams.get(self.url, headers=headers, allow_redirects=False)
+            except aiohttp.ClientError as exc:
+                raise upstream_error(self.target, f"HTTP error: {_short(exc)}") from exc
+            if again.status != 200:
+                again.release()
+                raise upstream_error(self.target, f"resuming the response stream got HTTP {again.status}")
+            try:
+                found = await self._consume(again.content.iter_any(), again.close, parser, rid, sink)
+            except aiohttp.ClientError as exc:
+                raise upstream_error(self.target, f"HTTP error: {_short(exc)}") from exc
+            finally:
+                again.release()
+            if found is not None:
+                return found
 
     async def _consume(
-        self, resp: aiohttp.ClientResponse, parser: Parser, rid: Any, sink: CallSink | None
+        self, chunks: AsyncIterator[bytes], close: Callable[[], None], parser: Parser, rid: Any,
+        sink: CallSink | None,
     ) -> Message | None:
-        try:
-            async for chunk in resp.content.iter_any():
+        async for chunk in chunks:
+            try:
+                events = parser.feed(chunk)
+            except EventTooLarge as exc:
+                close()
+                raise too_large(self.target, exc.limit, "SSE event") from None
+            for ev in events:
+                if not ev.data or ev.event != "message":
+                    continue
                 try:
-                    events = parser.feed(chunk)
-                except EventTooLarge as exc:
-                    resp.close()
-                    raise too_large(self.target, exc.limit, "SSE event") from None
-                for ev in events:
-                    if not ev.data or ev.event != "message":
-                        continue
-                    try:
-                        msg = orjson.loads(ev.data)
-                    except orjson.JSONDecodeError:
-                        log.warning("target '%s' sent invalid JSON in an SSE event", self.target)
-                        continue
-                    if isinstance(msg, dict) and msg.get("id") == rid and "method" not in msg:
-                        return msg
-                    await self.dispatch(msg, sink)
-        finally:
-            resp.release()
+                    msg = orjson.loads(ev.data)
+                except orjson.JSONDecodeError:
+                    log.warning("target '%s' sent invalid JSON in an SSE event", self.target)
+                    continue
+                if isinstance(msg, dict) and msg.get("id") == rid and "method" not in msg:
+                    return msg
+                await self.dispatch(msg, sink)
         return None
 
     async def _listen(self, generation: int, opened: asyncio.Event) -> None:
@@ -552,6 +602,8 @@ class HttpSession(UpstreamSession):
             raise upstream_error(self.target, "session expired") from None
 
     async def _disconnect(self) -> None:
+        if self._own_pool:
+            await self.pool.aclose()
         if not self.session_id:
             return
         try:
@@ -573,6 +625,16 @@ async def _http_error(resp: aiohttp.ClientResponse) -> str:
     (a 300 MB error body cost 651 MB to keep 300 characters); the rest is dropped with
     the connection."""
     return f"HTTP {resp.status}" + (f": {b}" if (b := await error_body(resp)) else "")
+
+
+async def _h1_error(resp: h1.Response) -> str:
+    """The same for an answer of the request client: only ERROR_BODY_CHARS are read."""
+    try:
+        raw = await resp.read_some(ERROR_BODY_CHARS * 4)
+    except Exception:
+        raw = b""
+    b = redact(raw.decode("utf-8", "replace")[:ERROR_BODY_CHARS].strip())
+    return f"HTTP {resp.status}" + (f": {b}" if b else "")
 
 
 async def error_body(resp: aiohttp.ClientResponse, chars: int = ERROR_BODY_CHARS) -> str:
