@@ -60,13 +60,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mcp_client import (
@@ -471,17 +472,20 @@ http {{
         path.write_text(json.dumps(cfg, indent=1))
         return path
 
-    def spawn_gateway(self, cfg: Path, ready_file: Path | None = None) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "mcpmux", "run", "-c", str(cfg), "--log-level", "info"]
+    def spawn_gateway(self, cfg: Path, ready_file: Path | None = None, args: Sequence[str] = (),
+                      env: dict[str, str] | None = None, name: str = "gateway") -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "mcpmux", "run", "-c", str(cfg), "--log-level", "info", *args]
         if ready_file is not None:
             argv += ["--ready-file", str(ready_file)]
-        return self.procs.spawn(argv, "gateway", env={"PYTHONUNBUFFERED": "1"})
+        return self.procs.spawn(argv, name, env={"PYTHONUNBUFFERED": "1", **(env or {})})
 
     async def gateway(self, targets: list[dict[str, Any]], limit_s: float = 60,
-                      extra: dict[str, Any] | None = None) -> Service:
-        """Start ``mcpmux run`` and wait until every target is ready."""
+                      extra: dict[str, Any] | None = None, args: Sequence[str] = (),
+                      env: dict[str, str] | None = None, name: str = "gateway") -> Service:
+        """Start ``mcpmux run`` (with extra command-line ``args`` and ``env``) and wait
+        until every target is ready."""
         ready = self.workdir / f"ready-{time.monotonic_ns()}.json"
-        proc = self.spawn_gateway(self.gateway_config(targets, extra=extra), ready)
+        proc = self.spawn_gateway(self.gateway_config(targets, extra=extra), ready, args, env, name)
 
         async def started() -> dict[str, Any] | None:
             if proc.poll() is not None:
@@ -1104,8 +1108,60 @@ async def scenario_6(h: Harness, res: Results) -> None:
         h.procs.stop(svc.proc)
 
 
+async def _otlp_sink() -> tuple[web.AppRunner, str]:
+    """A stand-in OTLP/HTTP collector that accepts every span batch and discards it."""
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", accept)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+#: Scenario 8's gateways: (command-line flags, environment); COLLECTOR is replaced.
+OBSERVABILITY = {
+    "off": (["--no-metrics", "--no-access-log"], {}),
+    "metrics+log": ([], {}),
+    "tracing": ([], {"OTEL_EXPORTER_OTLP_ENDPOINT": "COLLECTOR"}),
+}
+
+
+async def scenario_8(h: Harness, res: Results) -> None:
+    """What observability costs per call: the same gateway with request metrics and the
+    access log off (``off``), on (the defaults: ``metrics+log``, access lines written to
+    its log file), and with OpenTelemetry tracing on as well, exporting to a stand-in
+    collector. The minimal backend, JSON sessions; all paths alternate in every round."""
+    runner, otlp = await _otlp_sink()
+    try:
+        backend = await h.backend(name="backend-observability")
+        target = [{"name": "b", "http": {"url": backend.url}}]
+        paths = [Path_("direct", await open_session(h.client, backend.url, JSON_VERSION))]
+        gws = []
+        for label, (args, env) in OBSERVABILITY.items():
+            env = {k: (otlp if v == "COLLECTOR" else v) for k, v in env.items()}
+            gw = await h.gateway(target, args=args, env=env, name=f"gateway-{label.replace('+', '-')}")
+            gws.append(gw)
+            paths.append(Path_(label, await open_session(h.client, gw.url, JSON_VERSION), gw.pid))
+        call = {"method": "tools/call", "params": CALL_BODY}
+        case = f"tools/call, minimal backend, {JSON_VERSION}, observability off / metrics+log / tracing"
+        log(f"scenario 8: {case}")
+        await ab(h, res, "8", case, paths, call, h.st.concurrency, echo_check)
+        for p in paths:
+            await close_session(h.client, p.session)
+        for svc in (*gws, backend):
+            h.procs.stop(svc.proc)
+    finally:
+        await runner.cleanup()
+
+
 SCENARIOS: dict[int, Callable[[Harness, Results], Awaitable[None]]] = {
     1: scenario_1, 2: scenario_2, 3: scenario_3, 4: scenario_4, 5: scenario_5, 6: scenario_6,
+    8: scenario_8,
 }
 
 
@@ -1261,6 +1317,11 @@ def timing_table(timings: list[Timing]) -> str:
     return "\n".join(out)
 
 
+def _concurrencies(res: Results, scenario: str) -> list[str]:
+    """The concurrencies a scenario ran at, in order."""
+    return sorted({r.conc for r in res.rows if r.scenario == scenario}, key=int)
+
+
 def goals(res: Results) -> list[tuple[str, str, str]]:
     """(goal, measured, verdict) for each goal of issue 6 that this run measured."""
     out: list[tuple[str, str, str]] = []
@@ -1286,6 +1347,17 @@ def goals(res: Results) -> list[tuple[str, str, str]]:
     if r1 and r1.added_p50_ms is not None:
         out.append(("S6 secured c=1 added p50 ≤ 0.7 ms (server-everything)", f"+{r1.added_p50_ms:.2f} ms",
                     "met" if r1.added_p50_ms <= 0.7 else "not met"))
+    for conc in _concurrencies(res, "8"):
+        off, on = find("8", "off", conc, ""), find("8", "metrics+log", conc, "")
+        if off and on and off.hop_cpu_us and on.hop_cpu_us:
+            ratio = on.hop_cpu_us / off.hop_cpu_us
+            out.append((f"S8 c={conc}: metrics + access log add ≤ 5% CPU per call",
+                        f"{(ratio - 1) * 100:+.1f}% ({off.hop_cpu_us:.0f} → {on.hop_cpu_us:.0f} µs/call)",
+                        "met" if ratio <= 1.05 else "not met"))
+        tr = find("8", "tracing", conc, "")
+        if off and tr and off.hop_cpu_us and tr.hop_cpu_us:
+            out.append((f"S8 c={conc}: tracing on (no goal)", f"{tr.hop_cpu_us / off.hop_cpu_us:.2f} x CPU per call",
+                        "measured"))
     # The hot-path goals hold on every round, not only the median (the issue's wording).
     for r in res.rows:
         if r.scenario != "1" or r.via != "mcpmux":

@@ -148,6 +148,19 @@ class Dispatcher:
     # -- sessions --------------------------------------------------------
     async def initialize(self, msg: Message, principal: Any = None, peer: str | None = None,
                          held: str | None = None) -> tuple[ClientSession, Message]:
+        if self.observer is None:
+            return await self._initialize(msg, principal, peer, held)
+        start = time.perf_counter()
+        try:
+            session, resp = await self._initialize(msg, principal, peer, held)
+        except BaseException as exc:
+            self.observer.initialized(None, principal, exc, start)
+            raise
+        self.observer.initialized(session.id, principal, None, start)
+        return session, resp
+
+    async def _initialize(self, msg: Message, principal: Any, peer: str | None,
+                          held: str | None) -> tuple[ClientSession, Message]:
         """Open a client session. ``peer``: the socket peer address, whose session slots it
         takes without authentication (``limits.max_sessions_per_client``); ``held``: a slot
         the listener already claimed for it (an /sse stream), which it takes over."""

@@ -68,6 +68,7 @@ async def test_metrics_and_json_access_log(tmp_path: Path, json_logs: None) -> N
         assert _value(gw, "mcpmux_requests_total", target="-", method="tools/call", outcome="error") == 1
         assert _value(gw, "mcpmux_requests_total", target="-", method="other", outcome="error") == 1
         assert _value(gw, "mcpmux_request_duration_seconds_count", target="clock", method="tools/call") == 1
+        assert _value(gw, "mcpmux_requests_total", target="-", method="initialize", outcome="ok") == 1
         assert _value(gw, "mcpmux_target_up", target="clock") == 1
         assert _value(gw, "mcpmux_upstream_restarts_total", target="clock") == 0
         assert _value(gw, "mcpmux_discovery_updates_total", source="config") == 1
@@ -83,8 +84,25 @@ async def test_metrics_and_json_access_log(tmp_path: Path, json_logs: None) -> N
             assert key in call, call
         assert call["target"] == "clock" and call["tool"] == "now" and call["bytes"] > 0
         assert call["session"] and len(call["session"]) == 8
+        opened = next(a for a in access if a["method"] == "initialize")
+        assert opened["outcome"] == "ok" and opened["session"] == call["session"]
         assert "hunter2" not in gw.log()  # arguments are never logged by default
         assert all(entry.get("level") for entry in lines)
+
+
+def test_a_removed_targets_series_go_with_it(tmp_path: Path) -> None:
+    """Discovery may churn target names: a removed target leaves no series behind."""
+    notes = next(t for t in demo_config()["targets"] if t["name"] == "notes")
+    with run_gateway({"targets": [CLOCK, notes]}, tmp_path) as gw:
+        assert _value(gw, "mcpmux_requests_total", target="notes", method="tools/call", outcome="ok") == 0
+        assert _value(gw, "mcpmux_target_up", target="notes") == 1
+        cfg = json.loads(gw.config_path.read_text())
+        cfg["targets"] = [t for t in cfg["targets"] if t["name"] != "notes"]
+        gw.config_path.write_text(json.dumps(cfg))
+        gw.wait_target_gone("notes")
+        assert not [labels for name in ("mcpmux_requests_total", "mcpmux_target_up")
+                    for labels, _ in _samples(gw, name) if labels.get("target") == "notes"]
+        assert _value(gw, "mcpmux_target_up", target="clock") == 1
 
 
 # -- tracing ----------------------------------------------------------------------

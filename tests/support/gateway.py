@@ -42,6 +42,13 @@ class Gateway:
             time.sleep(0.05)
         raise AssertionError(f"target {name} not {state} after {timeout}s: {last}\n{self.log()[-3000:]}")
 
+    def wait_target_gone(self, name: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while name in self.targets():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"target {name} still there after {timeout}s\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
 
 def free_config(config: dict[str, Any], port: int = 0) -> dict[str, Any]:
     """Tests never take fixed ports: listen and admin pick free ones (``port``: a free

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..jsonrpc import RATE_LIMITED, REQUEST_CANCELLED, TARGET_UNAVAILABLE, Message
+from ..jsonrpc import RATE_LIMITED, REQUEST_CANCELLED, TARGET_UNAVAILABLE, Message, RPCError
 from . import access, tracing
 from .metrics import NO_TARGET, GatewayMetrics, method_label
 
@@ -64,6 +64,14 @@ class Observer:
 
         gateway.on_list_changed = list_changed
         gateway.on_apply = self._applied
+        removed = gateway.on_target_removed
+
+        async def target_removed(name: str) -> None:
+            self.metrics.forget(name)  # discovery may churn names: no series outlive theirs
+            if removed is not None:
+                await removed(name)
+
+        gateway.on_target_removed = target_removed
 
     def _applied(self, source: str) -> None:
         self.metrics.discovery.labels(source).inc()
@@ -105,6 +113,30 @@ class Observer:
         self._record(ctx, method, params, outcome_of(resp), start, resp, span)
         return resp
 
+    def initialized(self, session: str | None, principal: Any, error: BaseException | None,
+                    start: float) -> None:
+        """An ``initialize`` (it has no session and no context before it succeeds)."""
+        elapsed = time.perf_counter() - start
+        if error is None:
+            outcome = "ok"
+        elif isinstance(error, asyncio.CancelledError):
+            outcome = "cancelled"
+        else:
+            outcome = "error" if isinstance(error, RPCError) else "exception"
+        if self.count:
+            self.metrics.stats(NO_TARGET, "initialize").record(outcome, elapsed)
+        if self.access_log and access.log.isEnabledFor(logging.INFO):
+            self._write({"event": "access", "session": session[:8] if session else None,
+                         "principal": getattr(principal, "key", None), "transport": None,
+                         "method": "initialize", "target": None, "tool": None, "outcome": outcome,
+                         "duration_ms": round(elapsed * 1000, 3), "bytes": 0})
+
+    def _write(self, fields: dict[str, Any]) -> None:
+        if self.lines is not None:
+            self.lines.write(fields)
+        else:
+            access.write(fields)
+
     def _span(self, ctx: RequestContext, method: str, params: Any) -> tracing.RequestSpan:
         _, tool = self.route_of(method, params)
         parent = ctx.headers.get("traceparent")
@@ -145,10 +177,7 @@ class Observer:
             if self.bodies:
                 fields["arguments"] = params.get("arguments") if isinstance(params, dict) else None
                 fields["result"] = resp.get("result") if resp is not None else None
-            if self.lines is not None:
-                self.lines.write(fields)
-            else:
-                access.write(fields)
+            self._write(fields)
 
     def close(self) -> None:
         """Write what the access log still holds."""
