@@ -16,6 +16,7 @@ import asyncio
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -31,12 +32,10 @@ class TreeHarness(bench.Harness):
 
     src: str = ""
 
-    def spawn_gateway(self, cfg: Path, ready_file: Path | None = None) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "mcpmux", "run", "-c", str(cfg), "--log-level", "info"]
-        if ready_file is not None:
-            argv += ["--ready-file", str(ready_file)]
-        return self.procs.spawn(argv, f"gateway-{Path(self.src).parent.name}",
-                                env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": self.src})
+    def spawn_gateway(self, cfg: Path, ready_file: Path | None = None, args: Sequence[str] = (),
+                      env: dict[str, str] | None = None, name: str = "gateway") -> subprocess.Popen[bytes]:
+        return super().spawn_gateway(cfg, ready_file, args, {**(env or {}), "PYTHONPATH": self.src},
+                                     f"gateway-{Path(self.src).parent.name}")
 
 
 async def amain(args: argparse.Namespace) -> int:
