@@ -93,7 +93,10 @@ class Observer:
             return (prefix if prefix in self.gateway.targets else NO_TARGET), name[:_MAX_NAME]
         if method == "resources/read" or method == "resources/subscribe" or method == "resources/unsubscribe":
             uri = params.get("uri")
-            route = view.route_uri(uri) if isinstance(uri, str) else None
+            try:
+                route = view.route_uri(uri) if isinstance(uri, str) else None
+            except RPCError:  # refused (too long): the request's answer says so already
+                route = None
             return (route.target if route is not None else NO_TARGET), None
         return NO_TARGET, None
 
