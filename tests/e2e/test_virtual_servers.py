@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,8 +23,8 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from tests.support.conformance import node22_path, peers_dir
 from tests.support.gateway import Gateway, free_config, run_gateway
+from tests.support.inspector import inspector
 from tests.support.mcp_http import RawClient
 
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
@@ -78,16 +76,6 @@ def modern(url: str, method: str, params: dict[str, Any]) -> httpx.Response:
         headers["Mcp-Name"] = params["name"]
     body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": meta}}
     return httpx.post(url, json=body, headers=headers, timeout=20)
-
-
-def inspector(url: str, *args: str) -> Any:
-    node = node22_path()
-    entry = peers_dir() / "node_modules/@modelcontextprotocol/inspector/cli/build/cli.js"
-    env = {**os.environ, "PATH": f"{node.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run([str(node), str(entry), "--cli", url, "--transport", "http", *args],
-                          capture_output=True, text=True, timeout=90, env=env, check=False)
-    assert proc.returncode == 0, f"inspector {args}: {proc.stdout}\n{proc.stderr}"
-    return json.loads(proc.stdout)
 
 
 async def test_each_endpoint_shows_its_subset_and_refuses_the_rest(gw: Gateway) -> None:
