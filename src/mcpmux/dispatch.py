@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from .config import GatewayConfig, LimitsConfig
 from .context import RequestContext
 from .era import Envelope, without_envelope
@@ -38,6 +40,14 @@ from .jsonrpc import (
 )
 from .mrtr import Bridge, Continuation, origin_of
 from .multiplexer.catalog import Route
+from .multiplexer.search import (
+    CALL_TOOL,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    SEARCH_DEFS,
+    SEARCH_TOOLS,
+    ToolIndex,
+)
 from .multiplexer.servers import VirtualServer, build_servers
 from .observability.observer import Observer
 from .policy import Action, AllowAll, Policy
@@ -106,6 +116,8 @@ class Dispatcher:
         self.policy: Policy = EndpointScoped(policy or AllowAll())
         #: Virtual servers by name (``servers:``), rebuilt when the config is reloaded.
         self.servers: dict[str, VirtualServer] = build_servers(gateway.config.servers)
+        #: Search index of each ``search: true`` server, rebuilt when its catalog changed.
+        self._indexes: dict[str, ToolIndex] = {}
         self.credentials = credentials
         self.sessions = sessions if sessions is not None else Sessions(lambda: gateway.config.limits, store)
         self.bridge = Bridge()
@@ -299,6 +311,11 @@ class Dispatcher:
             session.caller = ctx.principal
             session.authorization = ctx.headers.get("authorization")
         name = params.get("name") if method == "tools/call" else None
+        searching = ctx.server is not None and ctx.server.search and method == "tools/call" and name in (
+            SEARCH_TOOLS, CALL_TOOL)
+        if searching and name == CALL_TOOL:
+            inner = params.get("arguments")
+            name = inner.get("name") if isinstance(inner, dict) else None  # rate limits see the tool run
         wait = self.policy.throttle(ctx, method, name if isinstance(name, str) else None)
         if wait is not None:
             retry = max(1, math.ceil(wait))
@@ -314,6 +331,8 @@ class Dispatcher:
             kind = LIST_METHODS.get(method)
             if kind is not None:
                 return result(rid, await self.list_page(ctx, kind, params.get("cursor")))
+            if searching:
+                return await self._search_endpoint(ctx, msg, params)
             if method == "tools/call" or method == "prompts/get":
                 route = self._route_name(ctx, method, params)
                 return await self._forward(ctx, route, msg, {**params, "name": route.original})
@@ -344,16 +363,67 @@ class Dispatcher:
         gateway = self.gateway
         await gateway.wait_ready(gateway.config.limits.ready_grace)
         view = gateway.view
+        if kind == "tools" and ctx.server is not None and ctx.server.search:
+            return self._list_out(ctx, kind, list(SEARCH_DEFS), None)
         groups = self._visible(ctx, kind) if self.policy.varies_per_caller or ctx.server else None
         items, next_cursor = view.page(kind, cursor, gateway.config.limits.page_size, groups)
+        return self._list_out(ctx, kind, items, next_cursor)
+
+    def _list_out(self, ctx: RequestContext, kind: Kind, items: list[Any], next_cursor: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {kind: items}
         if next_cursor:
             out["nextCursor"] = next_cursor
         if ctx.session.stateless:
-            ttl, scope = gateway.cache_hint(kind)
+            ttl, scope = self.gateway.cache_hint(kind)
             out["ttlMs"] = ttl
             out["cacheScope"] = "private" if self.policy.varies_per_caller else scope
         return out
+
+    # -- tool search (``search: true`` servers) ---------------------------------
+    def _index(self, server: VirtualServer) -> ToolIndex:
+        """The server's index, rebuilt only when the tools list or the server changed."""
+        view = self.gateway.view
+        key = (view.digests.get("tools"), server.config)
+        index = self._indexes.get(server.name)
+        if index is None or index.key != key:
+            tools = [t for _, items in view.lists["tools"] for t in items if server.admits("tools", t.get("name"))]
+            index = ToolIndex(tools, key)
+            self._indexes[server.name] = index
+            log.info("server '%s': search index built over %d tools", server.name, len(tools))
+        return index
+
+    async def _search_endpoint(self, ctx: RequestContext, msg: Message, params: dict[str, Any]) -> Message:
+        """``search_tools`` answers from the index; ``call_tool`` runs the named tool
+        through the same routing and authorization as a direct call."""
+        assert ctx.server is not None
+        args = params.get("arguments")
+        args = args if isinstance(args, dict) else {}
+        if params.get("name") == CALL_TOOL:
+            name, arguments = args.get("name"), args.get("arguments", {})
+            if not isinstance(name, str):
+                raise RPCError(INVALID_PARAMS, "call_tool needs arguments.name, a tool's name from search_tools")
+            if not isinstance(arguments, dict):
+                raise RPCError(INVALID_PARAMS, "call_tool: arguments.arguments must be an object")
+            inner = {**params, "name": name, "arguments": arguments}
+            route = self._route_name(ctx, "tools/call", inner)
+            return await self._forward(ctx, route, msg, {**inner, "name": route.original})
+        query, limit = args.get("query"), args.get("limit", DEFAULT_LIMIT)
+        if not isinstance(query, str) or not query.strip():
+            raise RPCError(INVALID_PARAMS, "search_tools needs arguments.query, the task in words")
+        if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
+            raise RPCError(INVALID_PARAMS, f"search_tools: limit must be an integer from 1 to {MAX_LIMIT}")
+        await self.gateway.wait_ready(self.gateway.config.limits.ready_grace)
+        view = self.gateway.view
+
+        def allowed(tool: dict[str, Any]) -> bool:
+            route = view.tools.get(tool["name"])
+            return route is not None and self.policy.visible(
+                ctx, "tools", Action("tools/call", route.target, name=route.original, exposed=tool["name"]))
+
+        found = self._index(ctx.server).search(query, limit, allowed)
+        text = orjson.dumps({"tools": found}).decode()
+        return result(msg["id"], {"content": [{"type": "text", "text": text}],
+                                  "structuredContent": {"tools": found}, "isError": False})
 
     def _visible(self, ctx: RequestContext, kind: Kind) -> list[tuple[str, list[dict[str, Any]]]]:
         """The merged list as this caller may see it: the policy's filter step."""
