@@ -160,7 +160,7 @@ def admin_app(dispatcher: Dispatcher, mcp: ASGIApp | None = None,
         t = gateway.targets.get(request.path_params["name"])
         if t is None:
             return JSONResponse({"error": f"no target named {request.path_params['name']!r}"}, 404)
-        return JSONResponse(t.status())
+        return JSONResponse(gateway.target_status(t))
 
     async def config_status(_: Request) -> Response:
         """Whether the last edit of the watched config file was applied, and if not, why."""

@@ -56,11 +56,14 @@ __all__ = [
     "OpenApiSpec",
     "PrefixMode",
     "RateLimitConfig",
+    "ServerConfig",
     "SseSpec",
     "StdioSpec",
     "TargetConfig",
     "TargetKind",
     "TokenExchangeConfig",
+    "ToolCuration",
+    "ToolOverride",
     "UrlSpec",
     "config_from_dict",
     "interpolate",
@@ -438,6 +441,65 @@ def _check_claim_headers(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+_Glob = Annotated[str, AfterValidator(_check_glob)]
+
+
+class ToolOverride(_Model):
+    """What replaces a tool's own words: its ``description``, its ``title``, and
+    ``annotations`` merged over the ones it gives (``readOnlyHint: true``...)."""
+
+    description: str | None = None
+    title: str | None = None
+    annotations: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCuration(_Model):
+    """Which of a target's tools clients see, and under which name and words.
+
+    Globs and keys are the tool names *the target* uses (before the prefix). A tool is
+    shown when ``include`` is empty or matches it, and ``exclude`` does not; ``rename``
+    gives it another name (still prefixed); ``override`` changes its description,
+    title or annotations. Calls go back to the target under its own name."""
+
+    include: list[_Glob] = Field(default_factory=list)
+    exclude: list[_Glob] = Field(default_factory=list)
+    rename: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+    override: dict[str, ToolOverride] = Field(default_factory=dict)
+
+    @field_validator("rename")
+    @classmethod
+    def _distinct(cls, v: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for old, new in v.items():
+            if new in seen:
+                raise ValueError(f"'{old}' and '{seen[new]}' are both renamed to '{new}'")
+            seen[new] = old
+        return v
+
+
+class ServerConfig(_Model):
+    """A virtual server: its own MCP endpoint (``/mcp/{name}``, ``/sse/{name}``) that
+    shows the subset of the merged catalog whose exposed names match its globs (a kind
+    without globs shows nothing). ``search: true`` lists only ``search_tools`` and
+    ``call_tool``, which find and run the subset's tools."""
+
+    name: str
+    tools: list[_Glob] = Field(default_factory=list)
+    prompts: list[_Glob] = Field(default_factory=list)
+    resources: list[_Glob] = Field(default_factory=list)
+    search: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if len(v) > 63 or not _DNS1123_LABEL.match(v):
+            raise ValueError(
+                "must be a DNS-1123 label (lower-case letters, digits, '-'; it is a URL path "
+                f"segment), got {v!r}"
+            )
+        return v
+
+
 class TargetConfig(_Model):
     """One upstream MCP server. Its name becomes the tool/prompt prefix, hence the
     DNS-1123 restriction: it must be safe inside identifiers and URLs."""
@@ -466,6 +528,8 @@ class TargetConfig(_Model):
     call_timeout: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     # Per tool (its name on this target): overrides call_timeout for tools/call (0: none).
     tool_timeouts: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=dict)
+    # Which tools clients see and how they are named and described (changes apply live).
+    tools: ToolCuration = Field(default_factory=ToolCuration)
 
     @field_validator("name")
     @classmethod
@@ -729,6 +793,8 @@ class GatewayConfig(_Model):
     allowed_hosts: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     targets: list[TargetConfig] = Field(default_factory=list)
+    # Virtual servers: endpoints /mcp/{name} and /sse/{name} showing a subset.
+    servers: list[ServerConfig] = Field(default_factory=list)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     # OAuth 2.1 resource server for the MCP endpoint (None: no authentication).
     auth: AuthConfig | None = None
@@ -749,6 +815,16 @@ class GatewayConfig(_Model):
                     {"name": target.name, "first": seen[target.name], "index": i},
                 )
             seen[target.name] = i
+        return v
+
+    @field_validator("servers")
+    @classmethod
+    def _unique_servers(cls, v: list[ServerConfig]) -> list[ServerConfig]:
+        seen: set[str] = set()
+        for server in v:
+            if server.name in seen:
+                raise ValueError(f"duplicate server name '{server.name}'")
+            seen.add(server.name)
         return v
 
     @model_validator(mode="after")

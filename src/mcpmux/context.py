@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .era import Envelope
+from .multiplexer.servers import VirtualServer
 from .session import ClientSession, Emit
 
 Transport = Literal["http", "sse", "stdio"]
@@ -19,7 +20,8 @@ class RequestContext:
     ``principal`` is the authenticated caller (None while authentication is off);
     ``envelope`` the validated 2026 ``_meta`` of a stateless request; ``emit``
     where what the target sends during the request goes (its SSE stream, the
-    legacy stream, stdout), None for the session's GET stream."""
+    legacy stream, stdout), None for the session's GET stream; ``server`` the virtual
+    server of the endpoint (``/mcp/{name}``), None on the plain one."""
 
     session: ClientSession
     transport: Transport
@@ -27,6 +29,7 @@ class RequestContext:
     emit: Emit | None = None
     principal: Any = None
     envelope: Envelope | None = None
+    server: VirtualServer | None = None
 
     @property
     def modern(self) -> bool:

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from .config import GatewayConfig, LimitsConfig
 from .context import RequestContext
 from .era import Envelope, without_envelope
@@ -38,8 +40,18 @@ from .jsonrpc import (
 )
 from .mrtr import Bridge, Continuation, origin_of
 from .multiplexer.catalog import Route
+from .multiplexer.search import (
+    CALL_TOOL,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    SEARCH_DEFS,
+    SEARCH_TOOLS,
+    ToolIndex,
+)
+from .multiplexer.servers import VirtualServer, build_servers
 from .observability.observer import Observer
 from .policy import Action, AllowAll, Policy
+from .policy.servers import EndpointScoped
 from .protocol import (
     HANDSHAKE_ONLY,
     HANDSHAKE_VERSIONS,
@@ -100,7 +112,12 @@ class Dispatcher:
         self._policy_factory = policy_factory
         if policy is None and policy_factory is not None:
             policy = policy_factory(gateway.config, None)
-        self.policy: Policy = policy or AllowAll()
+        #: The configured policy behind the endpoint's subset (virtual servers).
+        self.policy: Policy = EndpointScoped(policy or AllowAll())
+        #: Virtual servers by name (``servers:``), rebuilt when the config is reloaded.
+        self.servers: dict[str, VirtualServer] = build_servers(gateway.config.servers)
+        #: Search index of each ``search: true`` server, rebuilt when its catalog changed.
+        self._indexes: dict[str, ToolIndex] = {}
         self.credentials = credentials
         self.sessions = sessions if sessions is not None else Sessions(lambda: gateway.config.limits, store)
         self.bridge = Bridge()
@@ -112,25 +129,35 @@ class Dispatcher:
         gateway.on_list_changed = self.sessions.broadcast
         gateway.on_target_message = self._target_message
         gateway.on_target_removed = self._target_removed
-        if policy_factory is not None:
-            gateway.on_reload = self._reconfigure
+        gateway.on_reload = self._reconfigure
 
     def _reconfigure(self, config: GatewayConfig) -> None:
-        """The config file changed: rules and rate limits take effect for the next request."""
-        assert self._policy_factory is not None
+        """The config file changed: virtual servers, rules and rate limits take effect
+        for the next request."""
+        servers = build_servers(config.servers)
+        if [s.config for s in servers.values()] != [s.config for s in self.servers.values()]:
+            self.servers = servers
+            log.info("virtual servers reloaded: %s", ", ".join(servers) or "none")
+            self._lists_changed()
+        if self._policy_factory is None:
+            return
+        current = self.policy.inner if isinstance(self.policy, EndpointScoped) else self.policy
         try:
-            policy = self._policy_factory(config, self.policy)
+            policy = self._policy_factory(config, current)
         except ValueError as exc:  # validated when loaded; kept safe all the same
             log.error("authorization: keeping the previous rules: %s", exc)
             return
-        if policy is self.policy:
+        if policy is current:
             return
-        old, self.policy = self.policy, policy
+        self.policy = EndpointScoped(policy)
         log.info("authorization: rules and rate limits reloaded")
-        if getattr(getattr(old, "rules", None), "sources", None) != getattr(getattr(policy, "rules", None), "sources", None):
-            # What each caller may see changed: tell clients to list again.
-            for kind in ("tools", "prompts", "resources"):
-                self.sessions.broadcast(f"notifications/{kind}/list_changed")
+        if getattr(getattr(current, "rules", None), "sources", None) != getattr(getattr(policy, "rules", None), "sources", None):
+            self._lists_changed()
+
+    def _lists_changed(self) -> None:
+        """What each caller may see changed: tell clients to list again."""
+        for kind in ("tools", "prompts", "resources"):
+            self.sessions.broadcast(f"notifications/{kind}/list_changed")
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -147,12 +174,12 @@ class Dispatcher:
 
     # -- sessions --------------------------------------------------------
     async def initialize(self, msg: Message, principal: Any = None, peer: str | None = None,
-                         held: str | None = None) -> tuple[ClientSession, Message]:
+                         held: str | None = None, server: str | None = None) -> tuple[ClientSession, Message]:
         if self.observer is None:
-            return await self._initialize(msg, principal, peer, held)
+            return await self._initialize(msg, principal, peer, held, server)
         start = time.perf_counter()
         try:
-            session, resp = await self._initialize(msg, principal, peer, held)
+            session, resp = await self._initialize(msg, principal, peer, held, server)
         except BaseException as exc:
             self.observer.initialized(None, principal, exc, start)
             raise
@@ -160,10 +187,11 @@ class Dispatcher:
         return session, resp
 
     async def _initialize(self, msg: Message, principal: Any, peer: str | None,
-                          held: str | None) -> tuple[ClientSession, Message]:
+                          held: str | None, server: str | None = None) -> tuple[ClientSession, Message]:
         """Open a client session. ``peer``: the socket peer address, whose session slots it
         takes without authentication (``limits.max_sessions_per_client``); ``held``: a slot
-        the listener already claimed for it (an /sse stream), which it takes over."""
+        the listener already claimed for it (an /sse stream), which it takes over;
+        ``server``: the virtual server whose endpoint it was opened on (only usable there)."""
         params = msg.get("params") or {}
         if not isinstance(params, dict):
             raise RPCError(INVALID_PARAMS, "initialize params must be an object")
@@ -178,7 +206,7 @@ class Dispatcher:
         if client != held:
             self.sessions.check(client)
         await self.gateway.wait_ready(self.gateway.config.limits.ready_grace)
-        session = await self.sessions.open(owner, version, params, client, held)
+        session = await self.sessions.open(owner, version, params, client, held, server)
         log.info("session %s: opened by %s (%s)", session.id[:8], session.client_info.get("name", "?"), version)
         return session, result(msg["id"], self.gateway.initialize_result(version))
 
@@ -283,6 +311,11 @@ class Dispatcher:
             session.caller = ctx.principal
             session.authorization = ctx.headers.get("authorization")
         name = params.get("name") if method == "tools/call" else None
+        searching = ctx.server is not None and ctx.server.search and method == "tools/call" and name in (
+            SEARCH_TOOLS, CALL_TOOL)
+        if searching and name == CALL_TOOL:
+            inner = params.get("arguments")
+            name = inner.get("name") if isinstance(inner, dict) else None  # rate limits see the tool run
         wait = self.policy.throttle(ctx, method, name if isinstance(name, str) else None)
         if wait is not None:
             retry = max(1, math.ceil(wait))
@@ -298,6 +331,8 @@ class Dispatcher:
             kind = LIST_METHODS.get(method)
             if kind is not None:
                 return result(rid, await self.list_page(ctx, kind, params.get("cursor")))
+            if searching:
+                return await self._search_endpoint(ctx, msg, params)
             if method == "tools/call" or method == "prompts/get":
                 route = self._route_name(ctx, method, params)
                 return await self._forward(ctx, route, msg, {**params, "name": route.original})
@@ -328,16 +363,67 @@ class Dispatcher:
         gateway = self.gateway
         await gateway.wait_ready(gateway.config.limits.ready_grace)
         view = gateway.view
-        groups = self._visible(ctx, kind) if self.policy.varies_per_caller else None
+        if kind == "tools" and ctx.server is not None and ctx.server.search:
+            return self._list_out(ctx, kind, list(SEARCH_DEFS), None)
+        groups = self._visible(ctx, kind) if self.policy.varies_per_caller or ctx.server else None
         items, next_cursor = view.page(kind, cursor, gateway.config.limits.page_size, groups)
+        return self._list_out(ctx, kind, items, next_cursor)
+
+    def _list_out(self, ctx: RequestContext, kind: Kind, items: list[Any], next_cursor: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {kind: items}
         if next_cursor:
             out["nextCursor"] = next_cursor
         if ctx.session.stateless:
-            ttl, scope = gateway.cache_hint(kind)
+            ttl, scope = self.gateway.cache_hint(kind)
             out["ttlMs"] = ttl
             out["cacheScope"] = "private" if self.policy.varies_per_caller else scope
         return out
+
+    # -- tool search (``search: true`` servers) ---------------------------------
+    def _index(self, server: VirtualServer) -> ToolIndex:
+        """The server's index, rebuilt only when the tools list or the server changed."""
+        view = self.gateway.view
+        key = (view.digests.get("tools"), server.config)
+        index = self._indexes.get(server.name)
+        if index is None or index.key != key:
+            tools = [t for _, items in view.lists["tools"] for t in items if server.admits("tools", t.get("name"))]
+            index = ToolIndex(tools, key)
+            self._indexes[server.name] = index
+            log.info("server '%s': search index built over %d tools", server.name, len(tools))
+        return index
+
+    async def _search_endpoint(self, ctx: RequestContext, msg: Message, params: dict[str, Any]) -> Message:
+        """``search_tools`` answers from the index; ``call_tool`` runs the named tool
+        through the same routing and authorization as a direct call."""
+        assert ctx.server is not None
+        args = params.get("arguments")
+        args = args if isinstance(args, dict) else {}
+        if params.get("name") == CALL_TOOL:
+            name, arguments = args.get("name"), args.get("arguments", {})
+            if not isinstance(name, str):
+                raise RPCError(INVALID_PARAMS, "call_tool needs arguments.name, a tool's name from search_tools")
+            if not isinstance(arguments, dict):
+                raise RPCError(INVALID_PARAMS, "call_tool: arguments.arguments must be an object")
+            inner = {**params, "name": name, "arguments": arguments}
+            route = self._route_name(ctx, "tools/call", inner)
+            return await self._forward(ctx, route, msg, {**inner, "name": route.original})
+        query, limit = args.get("query"), args.get("limit", DEFAULT_LIMIT)
+        if not isinstance(query, str) or not query.strip():
+            raise RPCError(INVALID_PARAMS, "search_tools needs arguments.query, the task in words")
+        if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
+            raise RPCError(INVALID_PARAMS, f"search_tools: limit must be an integer from 1 to {MAX_LIMIT}")
+        await self.gateway.wait_ready(self.gateway.config.limits.ready_grace)
+        view = self.gateway.view
+
+        def allowed(tool: dict[str, Any]) -> bool:
+            route = view.tools.get(tool["name"])
+            return route is not None and self.policy.visible(
+                ctx, "tools", Action("tools/call", route.target, name=route.original, exposed=tool["name"]))
+
+        found = self._index(ctx.server).search(query, limit, allowed)
+        text = orjson.dumps({"tools": found}).decode()
+        return result(msg["id"], {"content": [{"type": "text", "text": text}],
+                                  "structuredContent": {"tools": found}, "isError": False})
 
     def _visible(self, ctx: RequestContext, kind: Kind) -> list[tuple[str, list[dict[str, Any]]]]:
         """The merged list as this caller may see it: the policy's filter step."""
@@ -350,9 +436,11 @@ class Dispatcher:
                 if route is None:
                     continue
                 if kind in ("tools", "prompts"):
-                    action = Action("tools/call" if kind == "tools" else "prompts/get", target, name=route.original)
+                    action = Action("tools/call" if kind == "tools" else "prompts/get", target,
+                                    name=route.original, exposed=item.get("name"))
                 else:
-                    action = Action("resources/read", target, uri=route.original)
+                    exposed = item.get("uri" if kind == "resources" else "uriTemplate")
+                    action = Action("resources/read", target, uri=route.original, exposed=exposed)
                 if self.policy.visible(ctx, kind, action):
                     shown.append(item)
             out.append((target, shown))
@@ -370,7 +458,8 @@ class Dispatcher:
         route = (view.tools if method == "tools/call" else view.prompts).get(name)
         if route is None:
             route = self.gateway.unavailable_route(name, what)
-        action = Action(asked or method, route.target, name=route.original, arguments=params.get("arguments"))
+        action = Action(asked or method, route.target, name=route.original, arguments=params.get("arguments"),
+                        exposed=name)
         if not self.policy.authorize(ctx, action):
             raise RPCError(INVALID_PARAMS, f"unknown {what}: {name}")
         return route
@@ -379,8 +468,11 @@ class Dispatcher:
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise RPCError(INVALID_PARAMS, "params.uri must be a string")
-        route = self.gateway.view.route_uri(uri)
-        if route is None or not self.policy.authorize(ctx, Action(method, route.target, uri=route.original)):
+        view = self.gateway.view
+        route = view.route_uri(uri)
+        if route is None or not self.policy.authorize(
+                ctx, Action(method, route.target, uri=route.original,
+                            exposed=view.expose_uri(route.target, route.original))):
             raise RPCError(INVALID_PARAMS, f"unknown resource: {uri}", {"uri": uri})
         return route
 
@@ -408,7 +500,8 @@ class Dispatcher:
         elif ref.get("type") == "ref/resource":
             uri = ref.get("uri")
             found = view.template_uris.get(uri) if isinstance(uri, str) else None
-            if found is not None and self.policy.authorize(ctx, Action(msg["method"], found.target, uri=found.original)):
+            if found is not None and self.policy.authorize(
+                    ctx, Action(msg["method"], found.target, uri=found.original, exposed=uri)):
                 route = found
             else:
                 route = self._route_uri(ctx, msg["method"], ref)

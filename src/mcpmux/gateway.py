@@ -94,6 +94,11 @@ class Gateway:
         for name, target in list(self.targets.items()):
             if target.source != source:
                 continue
+            if name in wanted and wanted[name] != target.config and _only_curation(wanted[name], target.config):
+                # Which tools are shown, and how: the view changes, the connection stays.
+                target.config = wanted[name]
+                log.info("target '%s': tool curation changed", name)
+                continue
             if name not in wanted or wanted[name] != target.config:
                 del self.targets[name]
                 self._draining.add(target)
@@ -193,7 +198,8 @@ class Gateway:
         """Rebuild the view; tell clients what changed (and what a target announced)."""
         ready = [(t.name, t.catalog) for t in self.targets.values() if t.ready]
         old = self.view
-        self.view = build_view(ready, self.config.prefix, len(self.targets), self.config.limits.max_uri_bytes)
+        self.view = build_view(ready, self.config.prefix, len(self.targets), self.config.limits.max_uri_bytes,
+                               {t.name: t.config.tools for t in self.targets.values()})
         changed = {CHANGED[k] for k in KINDS if old.digests.get(k, b"[]") != self.view.digests[k]}
         changed |= {CHANGED[k] for k in announced or ()}
         for method in sorted(changed):
@@ -326,13 +332,24 @@ class Gateway:
     # -- admin -----------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return {
-            "targets": [t.status() for t in self.targets.values()],
+            "targets": [self.target_status(t) for t in self.targets.values()],
             "conflicts": self.view.conflicts,
         }
+
+    def target_status(self, target: Target) -> dict[str, Any]:
+        """A target's state, with what its curation hid, renamed or overrode (and why)."""
+        out = target.status()
+        out["curation"] = self.view.curation.get(target.name)
+        return out
 
     def ready(self) -> bool:
         return all(t.first_attempt.is_set() for t in self.targets.values())
 
+
+
+def _only_curation(new: TargetConfig, old: TargetConfig) -> bool:
+    """Do two configs of a target differ only in its ``tools:`` curation?"""
+    return new.model_copy(update={"tools": old.tools}) == old
 
 
 def _ignore(_method: str) -> None:

@@ -48,7 +48,8 @@ class Sessions:
         return session
 
     async def open(self, owner: str | None, version: str, params: dict[str, Any],
-                   client: str | None = None, held: str | None = None) -> ClientSession:
+                   client: str | None = None, held: str | None = None,
+                   server: str | None = None) -> ClientSession:
         """A new session of ``client`` (see ``client_key``). ``held``: the slot the caller
         already claimed for it (an /sse stream claims one when it opens); the session takes
         it over, or swaps it for one of ``client``'s."""
@@ -57,6 +58,7 @@ class Sessions:
         if client != held:
             self.claim(client)
         record = SessionRecord.from_initialize(secrets.token_hex(16), owner, version, params)
+        record.server = server
         try:
             await self.store.put(record)
         except BaseException:

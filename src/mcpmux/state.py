@@ -33,6 +33,9 @@ class SessionRecord:
     #: self-contained today, so this stays empty; kept for stores that page upstream).
     cursors: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
+    #: The virtual server whose endpoint opened it (None: the plain ``/mcp``); the session
+    #: is unknown on every other endpoint.
+    server: str | None = None
 
     @classmethod
     def from_initialize(cls, sid: str, owner: str | None, version: str, params: dict[str, Any]) -> SessionRecord:

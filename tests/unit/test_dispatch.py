@@ -83,12 +83,12 @@ async def test_the_authorize_step_sees_the_target_s_own_name_and_a_denial_looks_
         assert denied["error"]["code"] == unknown["error"]["code"] == -32602
         assert denied["error"]["message"] == "unknown tool: b_secret"
         assert not srv["b"].requests("tools/call")  # never forwarded
-        assert Action("tools/call", "b", name="secret", arguments={"text": "x"}) in policy.asked
+        assert Action("tools/call", "b", name="secret", arguments={"text": "x"}, exposed="b_secret") in policy.asked
         ok = await client.request("tools/call", {"name": "b_echo", "arguments": {"text": "y"}})
         assert ok["result"]["content"][0]["text"] == "y"
         # The read of a resource goes through the same step, with the target's URI.
         await client.request("resources/read", {"uri": "a+file:///a.txt"})
-        assert Action("resources/read", "a", uri="file:///a.txt") in policy.asked
+        assert Action("resources/read", "a", uri="file:///a.txt", exposed="a+file:///a.txt") in policy.asked
 
 
 async def test_the_filter_step_applies_to_every_list_and_marks_2026_lists_private() -> None:

@@ -30,6 +30,7 @@ from ..jsonrpc import (
     is_request,
     validate,
 )
+from ..multiplexer.servers import VirtualServer
 from ..protocol import HANDSHAKE_VERSIONS as SUPPORTED_VERSIONS
 from ..protocol import MODERN_VERSIONS, RESUMABLE_FROM
 from ..session import ClientSession
@@ -49,6 +50,8 @@ LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 WATCH_AFTER = 0.5
 #: Where the listener leaves the authenticated caller for the handlers in ``extra``.
 PRINCIPAL = "mcpmux.principal"
+#: Where it leaves the virtual server of a ``{path}/{name}`` endpoint for them.
+SERVER = "mcpmux.server"
 
 
 class HttpError(Exception):
@@ -75,7 +78,8 @@ def owner_key(principal: Any) -> str | None:
 
 
 class StreamableHTTP:
-    """ASGI app: ``/mcp`` (and ``/mcp/``); everything else is 404.
+    """ASGI app: ``/mcp`` (and ``/mcp/``), and ``/mcp/{name}`` for each virtual server
+    (``servers:``); everything else is 404.
 
     With ``auth`` every request to ``/mcp`` and to the ``extra`` handlers (``/sse``,
     ``/messages``) is authenticated first, and the RFC 9728 metadata is served."""
@@ -86,6 +90,8 @@ class StreamableHTTP:
         self.path = path
         self.auth = auth
         self.extra: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
+        #: Endpoints that also serve each virtual server at ``{path}/{name}``.
+        self.scoped: set[str] = {path}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -99,9 +105,18 @@ class StreamableHTTP:
             await auth.metadata(scope, headers_of(scope), send)
             return
         handler = self.extra.get(path)
+        server: VirtualServer | None = None
         if path != self.path and handler is None:
-            await send_json(send, 404, {"error": f"not found: the MCP endpoint is {self.path}"})
-            return
+            base, _, name = path.rpartition("/")
+            if base not in self.scoped:
+                await send_json(send, 404, {"error": f"not found: the MCP endpoint is {self.path}"})
+                return
+            server = self.dispatcher.servers.get(name)
+            if server is None:
+                await send_json(send, 404, {"error": f"unknown virtual server '{name[:64]}': no entry "
+                                                     "of that name under 'servers:' in the config"})
+                return
+            handler = self.extra.get(base)
         headers = headers_of(scope)
         if not self._origin_ok(headers.get("origin")):
             await send_json(send, 403, error(None, INVALID_REQUEST, f"forbidden: Origin {headers['origin']} is not allowed (see allowed_origins)"))
@@ -114,16 +129,17 @@ class StreamableHTTP:
                 return
         if handler is not None:
             scope[PRINCIPAL] = principal
+            scope[SERVER] = server
             await handler(scope, receive, send)
             return
         method = scope["method"]
         try:
             if method == "POST":
-                await self._post(headers, receive, send, principal, peer_of(scope))
+                await self._post(headers, receive, send, principal, peer_of(scope), server)
             elif method == "GET":
-                await self._get(headers, receive, send, principal)
+                await self._get(headers, receive, send, principal, server)
             elif method == "DELETE":
-                await self._delete(headers, send, principal)
+                await self._delete(headers, send, principal, server)
             else:
                 await send_json(send, 405, error(None, INVALID_REQUEST, f"method {method} not allowed: use POST, GET or DELETE"),
                                 [(b"allow", b"GET, POST, DELETE")])
@@ -142,7 +158,8 @@ class StreamableHTTP:
             return False
         return host in LOOPBACK
 
-    async def _session(self, headers: dict[str, str], principal: Any) -> ClientSession:
+    async def _session(self, headers: dict[str, str], principal: Any,
+                       server: VirtualServer | None = None) -> ClientSession:
         sid = headers.get("mcp-session-id")
         if not sid:
             raise HttpError(400, "missing Mcp-Session-Id header: initialize first and send the id it returned")
@@ -154,6 +171,9 @@ class StreamableHTTP:
             log.warning("session %s: presented by %s, not its owner; refused",
                         session.id[:8], owner_key(principal))
             session = None
+        if session is not None and session.record.server != (server.name if server else None):
+            # Opened on another endpoint: its subset is not this one's.
+            session = None
         if session is None:
             raise HttpError(404, "unknown or expired session: initialize a new one", -32001)
         version = headers.get("mcp-protocol-version")
@@ -162,7 +182,7 @@ class StreamableHTTP:
         return session
 
     async def _post(self, headers: dict[str, str], receive: Receive, send: Send, principal: Any = None,
-                    peer: str | None = None) -> None:
+                    peer: str | None = None, server: VirtualServer | None = None) -> None:
         accept = headers.get("accept", "")
         if not (_accepts(accept, "application/json") and _accepts(accept, "text/event-stream")):
             raise HttpError(406, "not acceptable: Accept must list application/json and text/event-stream")
@@ -171,14 +191,14 @@ class StreamableHTTP:
             era.is_modern(msg) or headers.get("mcp-protocol-version") in MODERN_VERSIONS
         ):
             if is_request(msg):
-                await serve_modern(self.dispatcher, msg, headers, receive, send, principal)
+                await serve_modern(self.dispatcher, msg, headers, receive, send, principal, server)
             else:  # 2026 HTTP defines no client notifications; accepted and ignored
                 await send_empty(send, 202)
             return
         if msg.get("method") == "initialize" and "id" in msg:
-            await self._initialize(msg, send, principal, peer)
+            await self._initialize(msg, send, principal, peer, server)
             return
-        session = await self._session(headers, principal)
+        session = await self._session(headers, principal, server)
         session_hdr = [(b"mcp-session-id", session.id.encode())]
         if is_request(msg):
             resumable = session.protocol_version >= RESUMABLE_FROM
@@ -186,7 +206,8 @@ class StreamableHTTP:
             await stream.open()
             watch = DisconnectWatch(receive, session, stream, msg["id"], resumable)
             try:
-                resp = await self.dispatcher.handle(RequestContext(session, "http", headers, stream, principal), msg)
+                resp = await self.dispatcher.handle(
+                    RequestContext(session, "http", headers, stream, principal, server=server), msg)
             except Exception:
                 log.exception("session %s: request %s failed", session.id[:8], msg.get("method"))
                 resp = error(msg["id"], -32603, "internal gateway error (see the gateway log)")
@@ -195,24 +216,29 @@ class StreamableHTTP:
             await stream.finish(resp)
             stream_done(session, stream)
         elif is_notification(msg):
-            await self.dispatcher.notification(RequestContext(session, "http", headers, principal=principal), msg)
+            await self.dispatcher.notification(
+                RequestContext(session, "http", headers, principal=principal, server=server), msg)
             await send_empty(send, 202)
         else:
-            await self.dispatcher.response(RequestContext(session, "http", headers, principal=principal), msg)
+            await self.dispatcher.response(
+                RequestContext(session, "http", headers, principal=principal, server=server), msg)
             await send_empty(send, 202)
 
-    async def _initialize(self, msg: Message, send: Send, principal: Any = None, peer: str | None = None) -> None:
+    async def _initialize(self, msg: Message, send: Send, principal: Any = None, peer: str | None = None,
+                          server: VirtualServer | None = None) -> None:
         try:
-            session, resp = await self.dispatcher.initialize(msg, principal, peer=peer)
+            session, resp = await self.dispatcher.initialize(msg, principal, peer=peer,
+                                                             server=server.name if server else None)
         except RPCError as exc:
             await send_json(send, 400, exc.to_message(msg["id"]))
             return
         await send_json(send, 200, resp, [(b"mcp-session-id", session.id.encode())])
 
-    async def _get(self, headers: dict[str, str], receive: Receive, send: Send, principal: Any = None) -> None:
+    async def _get(self, headers: dict[str, str], receive: Receive, send: Send, principal: Any = None,
+                   server: VirtualServer | None = None) -> None:
         if not _accepts(headers.get("accept", ""), "text/event-stream"):
             raise HttpError(406, "not acceptable: a GET stream needs Accept: text/event-stream")
-        session = await self._session(headers, principal)
+        session = await self._session(headers, principal, server)
         last = headers.get("last-event-id")
         if last:
             key, _, seq = last.rpartition("-")
@@ -247,8 +273,9 @@ class StreamableHTTP:
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b""})
 
-    async def _delete(self, headers: dict[str, str], send: Send, principal: Any = None) -> None:
-        session = await self._session(headers, principal)
+    async def _delete(self, headers: dict[str, str], send: Send, principal: Any = None,
+                      server: VirtualServer | None = None) -> None:
+        session = await self._session(headers, principal, server)
         await self.dispatcher.close_session(session.id)
         await send_empty(send, 200)
 

@@ -41,6 +41,7 @@ from ..sessions import client_key
 from ..sse import encode
 from ..tasks import TaskOwner
 from .http import (
+    SERVER,
     HttpError,
     Receive,
     Scope,
@@ -81,6 +82,9 @@ class Connection:
         #: The client's session slot this stream holds until its session takes it over.
         self.slot: str | None = None
         self.peer: str | None = None
+        #: The virtual server of the stream's endpoint (``/sse/{name}``), by name: looked
+        #: up on every message, so a reload applies and a removed one ends its use.
+        self.server: str | None = None
 
     async def write(self, data: bytes) -> None:
         if self.closed.is_set():
@@ -111,6 +115,7 @@ class LegacySSE:
     def mount(self, app: StreamableHTTP) -> LegacySSE:
         app.extra[self.sse_path] = self.stream
         app.extra[self.messages_path] = self.message
+        app.scoped.add(self.sse_path)
         return self
 
     def close_all(self) -> None:
@@ -163,6 +168,8 @@ class LegacySSE:
         cid = secrets.token_hex(16)
         conn = Connection(cid, send, principal_of(scope))
         conn.slot, conn.peer = slot, peer
+        server = scope.get(SERVER)
+        conn.server = server.name if server is not None else None
         self.connections[cid] = conn
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?sessionId={cid}"
         try:
@@ -233,18 +240,23 @@ class LegacySSE:
                 f"unknown or closed session {cid[:64]!r}: open a new stream with GET {self.sse_path}",
                 -32001,
             )
+        server = self.dispatcher.servers.get(conn.server) if conn.server is not None else None
+        if conn.server is not None and server is None:
+            raise HttpError(404, f"virtual server '{conn.server}' is no longer configured", -32001)
         headers = headers_of(scope)
         msg = await read_message(receive, headers, self.gateway.config.limits.max_body_bytes)
         session = conn.session
         if session is None:
             await self._before_initialize(conn, msg)
         elif is_request(msg):
-            ctx = RequestContext(session, "sse", headers, conn.emit, principal)
+            ctx = RequestContext(session, "sse", headers, conn.emit, principal, server=server)
             conn.tasks.spawn(self._answer(conn, ctx, msg), f"request-{msg['method']}")
         elif is_notification(msg):
-            await self.dispatcher.notification(RequestContext(session, "sse", headers, principal=principal), msg)
+            await self.dispatcher.notification(
+                RequestContext(session, "sse", headers, principal=principal, server=server), msg)
         else:
-            await self.dispatcher.response(RequestContext(session, "sse", headers, principal=principal), msg)
+            await self.dispatcher.response(
+                RequestContext(session, "sse", headers, principal=principal, server=server), msg)
         await send_empty(send, 202)
 
     async def _before_initialize(self, conn: Connection, msg: Message) -> None:
@@ -271,7 +283,8 @@ class LegacySSE:
                 )
                 return
             try:
-                session, resp = await self.dispatcher.initialize(msg, conn.principal, peer=conn.peer, held=conn.slot)
+                session, resp = await self.dispatcher.initialize(msg, conn.principal, peer=conn.peer,
+                                                                 held=conn.slot, server=conn.server)
             except RPCError as exc:
                 await conn.emit(exc.to_message(msg["id"]))
                 return

@@ -23,6 +23,7 @@ from ..context import RequestContext
 from ..dispatch import Dispatcher
 from ..gateway import Gateway
 from ..jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, Message, RPCError, error
+from ..multiplexer.servers import VirtualServer
 from ..protocol import CHANGED
 from ..session import ClientSession
 from ..sse import encode
@@ -60,7 +61,7 @@ def decorate(gateway: Gateway, resp: Message) -> Message:
 
 async def serve_modern(
     dispatcher: Dispatcher, msg: Message, headers: dict[str, str], receive: Receive, send: Send,
-    principal: Any = None,
+    principal: Any = None, server: VirtualServer | None = None,
 ) -> None:
     gateway = dispatcher.gateway
     rid = msg["id"]
@@ -86,7 +87,7 @@ async def serve_modern(
     stream = ResponseStream("", send, [], resumable=False)
     # 2026: closing the response stream is the cancellation (a MUST of the transport);
     # a held handshake call is then cancelled on its target too.
-    ctx = RequestContext(session, "http", headers, stream, principal, envelope=env)
+    ctx = RequestContext(session, "http", headers, stream, principal, envelope=env, server=server)
     work = asyncio.ensure_future(dispatcher.handle(ctx, msg))
     gone = asyncio.ensure_future(_disconnected(receive))
     try:

@@ -16,9 +16,18 @@ from typing import Any
 
 import orjson
 
+from ..config import ToolCuration
 from ..jsonrpc import INVALID_PARAMS, RPCError
 from ..protocol import KINDS, Kind
-from .naming import TemplateMatcher, prefixed_name, prefixed_uri, split_uri
+from .curation import Report, curate_tools
+from .naming import (
+    TemplateMatcher,
+    client_name,
+    disambiguated,
+    prefixed_name,
+    prefixed_uri,
+    split_uri,
+)
 
 #: limits.max_uri_bytes when nothing else says.
 DEFAULT_MAX_URI_BYTES = 8 * 1024
@@ -70,6 +79,8 @@ class View:
     #: exposed template URI -> route (for completion/complete ref/resource).
     template_uris: dict[str, Route] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
+    #: target -> what its tool curation hid, renamed or overrode, and why.
+    curation: dict[str, Report] = field(default_factory=dict)
     digests: dict[Kind, bytes] = field(default_factory=dict)
     max_uri_bytes: int = DEFAULT_MAX_URI_BYTES
 
@@ -200,12 +211,36 @@ def _decode_cursor(cursor: str, kind: str) -> list[list[Any]]:
         raise RPCError(INVALID_PARAMS, "invalid cursor: pass back a nextCursor this gateway gave") from None
 
 
+def _named(target: str, items: list[tuple[str, dict[str, Any]]], prefixed: bool) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(exposed, original, item)``: client-safe names, decided per target. When two
+    items become the same name (``a.b`` and ``a_b``), the one that needed no change
+    keeps it (else the smallest original), the other gets a hash suffix: the same
+    names whatever order the target lists them in."""
+    wanted = []
+    for original, item in items:
+        shown = item["name"]
+        full = f"{target}_{shown}" if prefixed else shown
+        wanted.append((client_name(full), full, original, item))
+    owner: dict[str, tuple[bool, str]] = {}
+    for exposed, full, original, _ in wanted:
+        rank = (exposed != full, original)
+        if exposed not in owner or rank < owner[exposed]:
+            owner[exposed] = rank
+    out = []
+    for exposed, full, original, item in wanted:
+        if owner[exposed] != (exposed != full, original):
+            exposed = disambiguated(exposed, target, original)
+        out.append((exposed, original, item))
+    return out
+
+
 def build_view(
     catalogs: list[tuple[str, TargetCatalog]], mode: str, configured: int,
-    max_uri_bytes: int = DEFAULT_MAX_URI_BYTES,
+    max_uri_bytes: int = DEFAULT_MAX_URI_BYTES, curation: dict[str, ToolCuration] | None = None,
 ) -> View:
     """Merge ready targets' catalogs. ``configured`` counts all targets, ready or not,
-    so names do not change when one target goes down."""
+    so names do not change when one target goes down; ``curation``: each target's
+    ``tools:`` section."""
     prefixed = mode == "always" or (mode == "conditional" and configured >= 2)
     view = View(prefixed=prefixed, max_uri_bytes=max_uri_bytes)
     for target, cat in catalogs:
@@ -213,11 +248,12 @@ def build_view(
         for kind in ("tools", "prompts"):
             table = view.tools if kind == "tools" else view.prompts
             exposed_items = []
-            for item in cat.items[kind]:  # type: ignore[index]
-                name = item.get("name")
-                if not isinstance(name, str):
-                    continue
-                exposed = prefixed_name(target, name) if prefixed else name
+            listed = [(i["name"], i) for i in cat.items[kind] if isinstance(i.get("name"), str)]  # type: ignore[index]
+            rules = (curation or {}).get(target)
+            if kind == "tools" and rules is not None and rules != _NO_CURATION:
+                listed, report = curate_tools(cat.items["tools"], rules)
+                view.curation[target] = report
+            for exposed, name, item in _named(target, listed, prefixed):
                 if exposed in table:
                     other = table[exposed]
                     if other == Route(target, name):  # the target lists it twice
@@ -225,14 +261,14 @@ def build_view(
                                               "listed once")
                         log.warning("%s", view.conflicts[-1])
                         continue
-                    exposed = _unique_name(table, target, name)
+                    exposed = _unique_name(table, target, item["name"])
                     view.conflicts.append(
                         f"{kind[:-1]} '{name}' of target '{target}' clashes with target "
                         f"'{other.target}'; exposed as '{exposed}'"
                     )
                     log.warning("%s", view.conflicts[-1])
                 table[exposed] = Route(target, name)
-                shown = item if exposed == name else {**item, "name": exposed}
+                shown = item if exposed == item["name"] else {**item, "name": exposed}
                 exposed_items.append(shown)
                 if kind == "tools":
                     view.tool_defs[exposed] = shown
@@ -270,6 +306,9 @@ def build_view(
     for kind in KINDS:
         view.digests[kind] = orjson.dumps(view.lists[kind])
     return view
+
+
+_NO_CURATION = ToolCuration()
 
 
 def _unique_name(table: dict[str, Route], target: str, name: str) -> str:

@@ -15,13 +15,37 @@ MAX_NAME = 64
 _VAR = re.compile(r"\{([+#./;?&]?)([A-Za-z0-9_.,*%]+)\}")
 
 
-def prefixed_name(target: str, name: str) -> str:
-    """``{target}_{name}``, shortened with a stable hash when it would pass 64 characters."""
-    full = f"{target}_{name}"
-    if len(full) <= MAX_NAME:
+#: What every client accepts as a tool or prompt name (some reject '.', ':' or length > 64).
+CLIENT_SAFE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def client_name(full: str) -> str:
+    """``full`` as every client accepts it: other characters become ``_``; past 64
+    characters it is cut and ends in a stable hash of ``full`` (``-1a2b3c4d``). The
+    view keeps the exact way back (exposed name -> target and original name)."""
+    if CLIENT_SAFE.match(full):
         return full
-    digest = hashlib.sha1(full.encode()).hexdigest()[:8]
-    return f"{full[: MAX_NAME - 9]}-{digest}"
+    clean = _UNSAFE.sub("_", full) or "_"
+    if len(clean) <= MAX_NAME:
+        return clean
+    return f"{clean[: MAX_NAME - 9]}-{_digest(full)}"
+
+
+def prefixed_name(target: str, name: str) -> str:
+    """``{target}_{name}``, made client-safe (see :func:`client_name`)."""
+    return client_name(f"{target}_{name}")
+
+
+def disambiguated(name: str, target: str, original: str) -> str:
+    """Another name for an item whose client-safe name another item of its target took
+    (``a.b`` and ``a_b`` both become ``a_b``): a hash of the item's own identity, so the
+    name does not depend on which of the two was listed first."""
+    return f"{name[: MAX_NAME - 9]}-{_digest(f'{target}/{original}')}"
 
 
 def prefixed_uri(target: str, uri: str) -> str:

@@ -8,7 +8,9 @@ page. A denial is answered exactly like an unknown name, so it reveals nothing.
 limit is told when to retry and nothing is forwarded.
 
 Implementations: :class:`AllowAll` (the default) and
-:class:`~mcpmux.policy.authorization.RulesPolicy` (CEL rules and rate limits).
+:class:`~mcpmux.policy.authorization.RulesPolicy` (CEL rules and rate limits);
+:class:`~mcpmux.policy.servers.EndpointScoped` puts a virtual server's subset in
+front of either.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class Action:
     name: str | None = None
     uri: str | None = None
     arguments: Any = None
+    #: The name or URI as the client knows it (prefixed, renamed): what a virtual
+    #: server's globs match.
+    exposed: str | None = None
 
 
 class Policy(Protocol):
