@@ -20,6 +20,12 @@ What is shared, and how (docs/scaling.md says it for operators):
   on that replica's own channel ``{prefix}:r:{replica}``: routed by the id, no lookup.
 - **Session ends** (DELETE) are announced on ``{prefix}:all`` so every replica drops
   its runtime of the session.
+- **Subscriptions that live in one replica** (on its stdio process, or a 2026 target's
+  listen stream) name that replica in the record (``sub:{uri}`` = its id). Each replica
+  renews ``{prefix}:replica:{id}`` every ``HEARTBEAT`` seconds (TTL ``ALIVE_TTL``); a
+  replica serving a session whose holder's key is gone (or that let it go: "") takes the
+  subscription over with a compare-and-set on that field, so exactly one replica
+  re-subscribes, and only once the holder is gone: no duplicate updates.
 - **Lists** (``list_changed``) are not published: every replica's own catalog
   session hears the change and tells the streams it holds.
 
@@ -64,6 +70,17 @@ log = logging.getLogger("mcpmux.replicas")
 TOUCH_INTERVAL = 2.0
 #: Seconds between health checks of Redis (and liveness marks of this replica).
 HEARTBEAT = 2.0
+#: Seconds a replica's liveness key outlives its last renewal: how long its subscriptions
+#: wait before another replica takes them over after a SIGKILL.
+ALIVE_TTL = int(HEARTBEAT * 3)
+#: Take a holder field over only if it still names the holder that was found gone.
+_TAKE_OVER = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
 #: Messages published in one pipelined round trip at most.
 PUBLISH_BATCH = 256
 
@@ -149,6 +166,7 @@ class ReplicatedSessions(Sessions):
         super().__init__(limits, replication.store)
         self.replication = replication
         self.runtime = lambda record: ReplicatedSession(record, replication)
+        self.replica = replication.id
         self._resuming: dict[str, asyncio.Future[ClientSession | None]] = {}
 
     async def resume(self, sid: str) -> ClientSession | None:
@@ -166,6 +184,8 @@ class ReplicatedSessions(Sessions):
                 session = self.runtime(record)
                 self.live[sid] = session
                 log.info("session %s: continued here (opened on another replica)", sid[:8])
+                if any(h != self.replica for h in record.holders.values()):
+                    self.replication.adopt_soon()
             fut.set_result(session)
             return session
         except BaseException as exc:
@@ -192,6 +212,7 @@ class ReplicatedSessions(Sessions):
         store = self.replication.store
         if await store.get(sid) is not None and isinstance(session, ReplicatedSession):
             session.detached = True
+            await self.replication.let_go(session)
         store.forget(sid)
         return session
 
@@ -250,6 +271,7 @@ class Replication:
         self._tasks.spawn(self._sender(), "pubsub-sender")
         self._tasks.spawn(self._toucher(), "touch")
         self._tasks.spawn(self._heartbeat(), "heartbeat")
+        await self._alive()
         log.info("replica %s: sessions shared through %s (%s)", self.id, _safe_url(self.config.redis_url),
                  "up" if self.health.up else f"down: {self.health.last_error}")
 
@@ -262,7 +284,7 @@ class Replication:
     async def aclose(self) -> None:
         await self._tasks.aclose()
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.delete(f"{self.prefix}:replica:{self.id}")
+            await self.redis.delete(self._alive_key(self.id))  # stopped: others take over now
         with contextlib.suppress(RedisError, OSError):
             await self.redis.aclose()
 
@@ -443,8 +465,8 @@ class Replication:
         while True:
             await asyncio.sleep(HEARTBEAT)
             if await self.store.ping():
-                with contextlib.suppress(RedisError, OSError):
-                    await self.redis.set(f"{self.prefix}:replica:{self.id}", time.time(), ex=int(HEARTBEAT * 5))
+                await self._alive()
+                await self.adopt()
                 if not self._key_shared:
                     await self._share_sealer_key()
                 if not was_up:
@@ -457,7 +479,65 @@ class Replication:
                         self.touched.add(session.id)
             was_up = self.health.up
 
+    async def _alive(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.set(self._alive_key(self.id), time.time(), ex=ALIVE_TTL)
+
+    # -- subscriptions held in one replica ------------------------------------
+    def adopt_soon(self) -> None:
+        """A session just continued here names another holder: check it now, not at the
+        next heartbeat (the client may be waiting for updates)."""
+        self._tasks.spawn(self.adopt(), "adopt")
+
+    async def adopt(self) -> None:
+        """Take over the subscriptions of the sessions held here whose holder is gone."""
+        dispatcher = self._dispatcher
+        held = [(s, uri, holder) for s in list(self.sessions.live.values()) if not s.closed
+                for uri, holder in list(s.record.holders.items()) if holder != self.id]
+        if dispatcher is None or not held:
+            return
+        names = sorted({h for _, _, h in held if h})
+        try:
+            marks = await self.redis.mget([self._alive_key(h) for h in names]) if names else []
+        except (RedisError, OSError) as exc:
+            self.health.failed(exc)
+            return
+        alive = {h for h, mark in zip(names, marks, strict=True) if mark is not None}
+        for session, uri, holder in held:
+            if holder in alive or session.record.holders.get(uri) != holder:
+                continue
+            if not await self._swap(session, uri, holder, self.id):
+                continue  # another replica was first, or the client unsubscribed
+            if await dispatcher.resubscribe(session, uri):
+                log.info("session %s: subscription to %s taken over from replica %s", session.id[:8], uri,
+                         holder or "(let go)")
+            else:  # let go again: tried again at the next heartbeat, here or elsewhere
+                await self._swap(session, uri, self.id, "")
+
+    async def let_go(self, session: ClientSession) -> None:
+        """The session leaves this replica: its subscriptions held here are for others to take."""
+        for uri, holder in list(session.record.holders.items()):
+            if holder == self.id:
+                await self._swap(session, uri, holder, "")
+
+    async def _swap(self, session: ClientSession, uri: str, old: str, new: str) -> bool:
+        """Compare-and-set the holder of one subscription, in Redis and here."""
+        name = f"sub:{uri}"
+        try:
+            done = await self.redis.eval(_TAKE_OVER, 1, self.store.key(session.id), name, old, new)  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            self.health.failed(exc)
+            return False
+        if not done:
+            return False
+        session.record.holders[uri] = new
+        self.store.remember_field(session.id, name, new)
+        return True
+
     # -- names --------------------------------------------------------------
+    def _alive_key(self, replica: str) -> str:
+        return f"{self.prefix}:replica:{replica}"
+
     def _session_channel(self, sid: str) -> str:
         return f"{self.prefix}:s:{sid}"
 
@@ -469,6 +549,7 @@ def _refresh(mine: SessionRecord, theirs: SessionRecord) -> None:
     """Take what other replicas changed (level, subscriptions, upstream sessions)."""
     mine.log_level = theirs.log_level
     mine.subscriptions = theirs.subscriptions
+    mine.holders = theirs.holders
     mine.upstream_ids.update(theirs.upstream_ids)
     mine.upstream_versions.update(theirs.upstream_versions)
 

@@ -29,6 +29,9 @@ class Sessions:
         self.listeners: dict[str, tuple[ClientSession, set[str]]] = {}
         #: Builds the live half of a record (replicas build one that reaches the others).
         self.runtime: Callable[[SessionRecord], ClientSession] = ClientSession
+        #: This replica's name when replicas share the store (None: one process); it is
+        #: recorded as the holder of subscriptions that live in this process only.
+        self.replica: str | None = None
 
     @property
     def limits(self) -> LimitsConfig:

@@ -135,10 +135,12 @@ class Raw:
             async for event in _events(resp):
                 yield event
 
-    async def listen(self, url: str) -> AsyncIterator[dict[str, Any]]:
+    async def listen(self, url: str, opened: asyncio.Event | None = None) -> AsyncIterator[dict[str, Any]]:
         headers = {"Accept": "text/event-stream", "Mcp-Session-Id": self.sid, "MCP-Protocol-Version": VERSION}
         async with self.http.stream("GET", url, headers=headers, timeout=httpx.Timeout(WAIT, read=None)) as resp:
             assert resp.status_code == 200, await resp.aread()
+            if opened is not None:
+                opened.set()
             async for event in _events(resp):
                 yield event
 
@@ -351,6 +353,45 @@ async def test_a_replica_killed_mid_session(
         async with sdk(c.lb) as s:
             res = await s.call_tool("web_echo", {"message": "fresh"})
             assert not res.is_error
+
+
+async def test_a_stdio_subscription_taken_over_when_its_replica_dies(
+    redis_server: RedisServer, everything_http: HttpPeer, tmp_path: Path
+) -> None:
+    """Subscribed through a on a's stdio process; the client's GET stream is on b. a is
+    killed: b finds a's liveness key gone, takes the subscription over (its own stdio
+    process subscribes), and the updates of b's process reach the client's stream."""
+    uri = f"everything+{STATIC_DOC.format('architecture.md')}"
+    with cluster(redis_server, everything_http, tmp_path) as c:
+        async with httpx.AsyncClient(timeout=WAIT) as http:
+            raw = Raw(http)
+            await raw.initialize(c.a.mcp_url)
+            assert "result" in await raw.rpc(c.a.mcp_url, "resources/subscribe", {"uri": uri})
+            opened = asyncio.Event()
+            got: list[dict[str, Any]] = []
+
+            async def watch() -> None:
+                async for msg in raw.listen(c.b.mcp_url, opened):
+                    if msg.get("method") == "notifications/resources/updated":
+                        got.append(msg)
+                        return
+
+            watcher = asyncio.ensure_future(watch())
+            try:
+                with anyio.fail_after(WAIT):
+                    await opened.wait()
+                assert "taken over" not in c.b.log()  # a lives: its subscription stays a's
+                os.kill(c.a.proc.pid, signal.SIGKILL)
+                c.a.proc.wait(10)
+                # Updates start on b's process; they name only what b's process follows.
+                toggled = await raw.rpc(c.b.mcp_url, "tools/call", {"name": "everything_toggle-subscriber-updates"})
+                assert "result" in toggled, toggled
+                with anyio.fail_after(2 * WAIT):  # a's key expires, b takes over, the next tick
+                    await watcher
+            finally:
+                watcher.cancel()
+            assert got[0]["params"]["uri"] == uri
+            assert c.b.log().count("taken over from replica") == 1
 
 
 # --------------------------------------------------------------------------- --workers
