@@ -114,6 +114,12 @@ class Sessions:
         replicas sharing a store rebuild it from its record (``replicas.py``)."""
         return None
 
+    async def resume_stream(self, session: ClientSession, key: str, after: int, send: Any, receive: Any,
+                            headers: list[tuple[bytes, bytes]]) -> bool:
+        """Resume an answer stream this process does not hold (False: unknown here). One
+        process holds all of its streams; replicas replay what another one retained."""
+        return False
+
     async def retire(self, sid: str) -> ClientSession | None:
         """An idle session leaves this process: in one process, that is its end."""
         return await self.remove(sid)
