@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -528,6 +529,23 @@ async def test_workers_share_one_port_and_the_sessions(redis_server: RedisServer
         assert ready.exists(), (tmp_path / "workers.log").read_text()
         info = orjson.loads(ready.read_text())
         assert len(info["workers"]) == 2
+        port = int(info["mcp"].rsplit(":", 1)[1].split("/")[0])
+        # Each worker listens on its own SO_REUSEPORT socket (not one inherited socket).
+        listening = _sockets_on(port, "0A")
+        owners = {pid: _inodes_of(pid) & listening for pid in info["workers"]}
+        assert len(listening) == 2 and all(len(v) == 1 for v in owners.values()), (listening, owners)
+        # Fresh connections held open: the kernel gives each worker some of them.
+        held = [socket.create_connection(("127.0.0.1", port), 5) for _ in range(24)]
+        try:
+            for conn in held:  # accepted (a request answered) before counting
+                conn.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/plain\r\n\r\n")
+                assert conn.recv(64).startswith(b"HTTP/1.1 ")
+            established = _sockets_on(port, "01")
+            per_worker = [len(_inodes_of(pid) & established) for pid in info["workers"]]
+            assert sum(per_worker) == len(held) and min(per_worker) > 0, per_worker
+        finally:
+            for conn in held:
+                conn.close()
         for _ in range(8):
             # A new client (new connections) per session: the kernel spreads them.
             async with httpx.AsyncClient(timeout=WAIT) as http:
@@ -544,6 +562,28 @@ async def test_workers_share_one_port_and_the_sessions(redis_server: RedisServer
     for pid in info["workers"]:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def _sockets_on(port: int, state: str) -> set[int]:
+    """Inodes of the TCP sockets with local ``port`` in ``state`` (0A listen, 01 established)."""
+    found: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                    found.add(int(fields[9]))
+    return found
+
+
+def _inodes_of(pid: int) -> set[int]:
+    out: set[int] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                out.add(int(target[8:-1]))
+    return out
 
 
 # ----------------------------------------------------------------------- Redis failure
