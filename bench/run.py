@@ -36,6 +36,10 @@ Scenarios (issue 6):
 6. The secured path: ``tools/call`` to server-everything through a gateway with JWT
    validation (a JWKS file) and three CEL rules on, beside the same gateway without
    them (goals of the Security issue: ≥ 0.85 x direct at c=16, ≤ 0.7 ms added p50 at c=1).
+7. Replicas (issue 14), with a ``redis-server`` the harness starts: one process against
+   ``run --workers 2`` on the minimal backend at c=32; one process without and with
+   ``state.redis_url`` at c=1 (added p50; CPU per call counts redis-server's too); Redis
+   memory per idle session at 1,000 and 10,000 sessions (``used_memory`` delta / sessions).
 
 A full run rewrites the generated part of ``docs/benchmarks.md`` (between the
 ``bench:begin``/``bench:end`` markers) and ``docs/benchmarks.png``; ``--quick`` and
@@ -521,19 +525,26 @@ class Measure:
     foreign_pct: float = 0.0
 
 
+def _cpu(pids: int | list[int] | None) -> float:
+    """CPU seconds of the hop: one process, or all of them (workers, redis-server)."""
+    if pids is None:
+        return 0.0
+    return sum(cpu_seconds(p) for p in ([pids] if isinstance(pids, int) else pids))
+
+
 async def wrk(url: str, session: McpSession, body: dict[str, Any], conc: int, duration: int,
-              hop_pid: int | None = None) -> Measure:
+              hop_pid: int | list[int] | None = None) -> Measure:
     body_file = Path(tempfile.gettempdir()) / f"mcpmux-bench-{os.getpid()}-body.json"
     body_file.write_bytes(orjson.dumps({"jsonrpc": "2.0", "id": 0, **body}))
     argv = ["wrk", "-t1", f"-c{conc}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(LUA),
             url, "--", session.sid, session.version, str(body_file), session.authorization or ""]
     await QUIET.wait()
-    cpu0 = cpu_seconds(hop_pid) if hop_pid else 0.0
+    cpu0 = _cpu(hop_pid)
     window = LoadWindow()
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), duration + 30)
-    cpu1 = cpu_seconds(hop_pid) if hop_pid else 0.0
+    cpu1 = _cpu(hop_pid)
     foreign = window.foreign_pct()
     line = next((ln for ln in out.decode().splitlines() if ln.startswith("BENCHJSON ")), None)
     if line is None:
@@ -548,7 +559,7 @@ async def wrk(url: str, session: McpSession, body: dict[str, Any], conc: int, du
     )
     if hop_pid and reqs:
         m.hop_cpu_us = (cpu1 - cpu0) / reqs * 1e6
-        m.rss_mb = rss_mb(hop_pid)[0]
+        m.rss_mb = rss_mb(hop_pid if isinstance(hop_pid, int) else hop_pid[0])[0]
     return m
 
 
@@ -607,7 +618,7 @@ def med(values: list[float]) -> float | None:
 class Path_:
     via: str
     session: McpSession
-    hop_pid: int | None = None
+    hop_pid: int | list[int] | None = None
 
 
 R = TypeVar("R")
@@ -1108,6 +1119,130 @@ async def scenario_6(h: Harness, res: Results) -> None:
         h.procs.stop(svc.proc)
 
 
+async def redis_server(h: Harness) -> tuple[Service, str]:
+    """A redis-server (Debian's) on a free port, no persistence; (service, its URL)."""
+    exe = shutil.which("redis-server", path=f"{os.environ.get('PATH', '')}:/usr/bin")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed: run scripts/setup.sh")
+    port = free_port()
+    proc = h.procs.spawn([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                          "--dir", str(h.workdir)], f"redis-{port}")
+
+    async def up() -> bool | None:
+        if proc.poll() is not None:
+            raise RuntimeError("redis-server exited")
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return None
+        w.write(b"PING\r\n")
+        ok = (await r.readline()).startswith(b"+PONG")
+        w.close()
+        return True if ok else None
+
+    await wait_for(up, 20, "redis-server")
+    url = f"redis://127.0.0.1:{port}/0"
+    return Service(proc, [url]), url
+
+
+async def workers_gateway(h: Harness, targets: list[dict[str, Any]], extra: dict[str, Any],
+                          n: int) -> tuple[Service, list[int]]:
+    """``mcpmux run --workers n``; (the supervisor, the pids that serve: workers + supervisor)."""
+    ready = h.workdir / f"ready-{time.monotonic_ns()}.json"
+    argv = [sys.executable, "-m", "mcpmux", "run", "-c", str(h.gateway_config(targets, extra=extra)),
+            "--workers", str(n), "--log-level", "warning", "--ready-file", str(ready)]
+    proc = h.procs.spawn(argv, "gateway-workers", env={"PYTHONUNBUFFERED": "1"})
+
+    async def started() -> dict[str, Any] | None:
+        if proc.poll() is not None:
+            raise RuntimeError(f"--workers gateway exited {proc.returncode}")
+        return json.loads(ready.read_text()) if ready.exists() and ready.stat().st_size else None
+
+    info = await wait_for(started, 60, "the workers' ready file")
+
+    async def all_ready() -> bool | None:
+        for _ in range(4):  # the admin port is balanced too: ask more than one worker
+            async with h.client.get(f"{info['admin']}/api/targets") as resp:
+                data = await resp.json()
+            if not all(t["state"] == "ready" for t in data["targets"]):
+                return None
+        return True
+
+    await wait_for(all_ready, 60, "targets ready on every worker", interval=0.05)
+    return Service(proc, [info["mcp"]], info["admin"]), [*info["workers"], proc.pid]
+
+
+async def redis_used_memory(url: str) -> int:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        info = await client.info("memory")
+        return int(info["used_memory"])
+    finally:
+        await client.aclose()
+
+
+async def open_idle_sessions(h: Harness, url: str, n: int, conc: int = 32) -> None:
+    todo = iter(range(n))
+
+    async def worker() -> None:
+        for _ in todo:
+            await open_session(h.client, url, JSON_VERSION)
+
+    await asyncio.gather(*(worker() for _ in range(conc)))
+
+
+async def scenario_7(h: Harness, res: Results) -> None:
+    """Replicas: --workers 2 against one process; what shared state costs per call; Redis
+    memory per idle session."""
+    mini = await h.backend(name="backend-s7")
+    redis, url = await redis_server(h)
+    target = [{"name": "b", "http": {"url": mini.url}}]
+    call = {"method": "tools/call", "params": CALL_BODY}
+    # (a) one process against --workers 2 (both share sessions through Redis), c=32
+    one = await h.gateway(target)
+    shared = {"state": {"redis_url": url, "key_prefix": "s7a"}}
+    workers, pids = await workers_gateway(h, target, shared, 2)
+    paths = [Path_("mcpmux", await open_session(h.client, one.url, JSON_VERSION), one.pid),
+             Path_("mcpmux --workers 2", await open_session(h.client, workers.url, JSON_VERSION),
+                   [*pids, redis.pid])]
+    case = f"tools/call, minimal backend, {JSON_VERSION}, one process vs --workers 2"
+    log(f"scenario 7: {case}")
+    await ab(h, res, "7", case, paths, call, (32,), echo_check,
+             note=f"{os.cpu_count()} cores shared with wrk; --workers CPU counts both workers and redis-server")
+    h.procs.stop(workers.proc)
+    # (b) the cost of shared state: one process without and with state.redis_url, c=1
+    with_redis = await h.gateway(target, extra={"state": {"redis_url": url, "key_prefix": "s7b"}})
+    paths = [Path_("mcpmux", await open_session(h.client, one.url, JSON_VERSION), one.pid),
+             Path_("mcpmux+redis", await open_session(h.client, with_redis.url, JSON_VERSION),
+                   [with_redis.pid, redis.pid])]
+    case = f"tools/call, minimal backend, {JSON_VERSION}, shared state on/off"
+    log(f"scenario 7: {case}")
+    await ab(h, res, "7", case, paths, call, (1,), echo_check,
+             note="CPU of mcpmux+redis counts redis-server's")
+    for svc in (one, with_redis):
+        h.procs.stop(svc.proc)
+    # (c) Redis memory per idle session
+    limits = {"max_sessions": 20000, "max_sessions_per_client": 20000, "unused_session_timeout": 3600}
+    values: dict[str, float] = {}
+    for n in (1000, 10000):
+        gw = await h.gateway(target, extra={"state": {"redis_url": url, "key_prefix": f"s7c{n}"},
+                                            "limits": limits})
+        before = await redis_used_memory(url)
+        t0 = time.monotonic()
+        await open_idle_sessions(h, gw.url, n)
+        took = time.monotonic() - t0
+        after = await redis_used_memory(url)
+        values[f"{n:,} sessions: bytes/session"] = (after - before) / n
+        log(f"scenario 7: {n} idle sessions in {took:.1f} s: Redis used_memory +{after - before:,} B "
+            f"({(after - before) / n:,.0f} B/session)")
+        h.procs.stop(gw.proc)
+    res.timings.append(Timing("7", "Redis memory per idle session (used_memory delta / sessions)", 1, values))
+    for svc in (redis, mini):
+        h.procs.stop(svc.proc)
+
+
 async def _otlp_sink() -> tuple[web.AppRunner, str]:
     """A stand-in OTLP/HTTP collector that accepts every span batch and discards it."""
     async def accept(request: web.Request) -> web.Response:
@@ -1161,6 +1296,7 @@ async def scenario_8(h: Harness, res: Results) -> None:
 
 SCENARIOS: dict[int, Callable[[Harness, Results], Awaitable[None]]] = {
     1: scenario_1, 2: scenario_2, 3: scenario_3, 4: scenario_4, 5: scenario_5, 6: scenario_6,
+    7: scenario_7,
     8: scenario_8,
 }
 
@@ -1392,6 +1528,19 @@ def goals(res: Results) -> list[tuple[str, str, str]]:
         out.append((f"S3 no errors ({label})", f"{errs} errors/drops", "met" if errs == 0 else "not met"))
         out.append((f"S3 gateway RSS ≤ 200 MB ({label})", f"{peak:.0f} MB peak",
                     "met" if peak <= 200 else "not met"))
+    r32 = find("7", "mcpmux --workers 2", "32", "workers")
+    if r32 and r32.ratio is not None:
+        out.append(("S7 --workers 2 ≥ 1.5 x one process (c=32, where cores allow)", f"{r32.ratio:.2f} x",
+                    "met" if r32.ratio >= 1.5 else f"not met ({os.cpu_count()} cores, wrk included)"))
+    r1 = find("7", "mcpmux+redis", "1", "shared state")
+    if r1 and r1.added_p50_ms is not None:
+        out.append(("S7 shared state adds ≤ 0.3 ms p50 per call (c=1)", f"+{r1.added_p50_ms:.2f} ms",
+                    "met" if r1.added_p50_ms <= 0.3 else "not met"))
+    for t in res.timings:
+        if t.scenario == "7":
+            for k, v in t.values.items():
+                out.append((f"S7 ≤ 10 KB Redis memory per idle session ({k.split(':')[0]})",
+                            f"{v:,.0f} B", "met" if v <= 10240 else "not met"))
     for t in res.timings:
         if t.scenario == "5":
             v = float(t.values["spawn → /readyz 200 (s)"])

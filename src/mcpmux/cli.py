@@ -123,7 +123,7 @@ async def serve(
         watcher = ConfigFileSource(path, gateway.reload)
         gateway.config_status = watcher.status
         gateway.add_source("file", watcher.run)
-    # A worker of `run --workers N` serves the sockets its supervisor bound.
+    # A worker of `run --workers N` serves its own SO_REUSEPORT sockets.
     given = [[sock] if (sock := (sockets or {}).get(name)) is not None else None for name in ("mcp", "admin")]
     tasks = [asyncio.create_task(s.serve(sockets=given[i]), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
     try:
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--ready-file", help=argparse.SUPPRESS)
     run.add_argument("--workers", type=int, default=1,
                      help="processes serving the same port (N > 1 needs state.redis_url; see docs/scaling.md)")
-    run.add_argument("--worker-fds", help=argparse.SUPPRESS)
+    run.add_argument("--worker-ports", help=argparse.SUPPRESS)
     std = sub.add_parser("stdio", help="serve the gateway on stdin/stdout (for clients that launch a command)")
     std.add_argument("-c", "--config", help="config file (default: ./mcpmux.yaml, else the embedded demo)")
     std.add_argument("--log-level", default=os.environ.get("MCPMUX_LOG_LEVEL", "info"))
@@ -439,10 +439,10 @@ def main(argv: list[str] | None = None) -> int:
         assert source is not None
         return supervisor.supervise(config, source, workers, _worker_options(args), args.ready_file)
     sockets = None
-    if getattr(args, "worker_fds", None):
-        from .workers import inherited
+    if getattr(args, "worker_ports", None):
+        from .workers import own_sockets
 
-        sockets = inherited(args.worker_fds)
+        sockets = own_sockets(config, args.worker_ports)
     try:
         import uvloop
 

@@ -532,10 +532,31 @@ class Dispatcher:
         if ok or not subscribe:
             if subscribe:
                 session.subscriptions.add(uri)
+                if self.sessions.replica is not None and _per_replica(target):
+                    session.record.holders[uri] = self.sessions.replica
             else:
                 session.subscriptions.discard(uri)
+                session.record.holders.pop(uri, None)
             await self.sessions.save(session)
         return {**resp, "jsonrpc": "2.0", "id": msg["id"]}
+
+    async def resubscribe(self, session: ClientSession, uri: str) -> bool:
+        """Follow ``uri`` here for ``session``: the replica that held the subscription (in
+        its own stdio process or 2026 listen stream) is gone. Authorized when it was made."""
+        route = self.gateway.view.route_uri(uri)
+        target = self.gateway.targets.get(route.target) if route is not None else None
+        if route is None or target is None or not target.ready:
+            return False
+        if target.session_era(False) == "modern" or (target.shared and not self._has_own(session, target)):
+            resp = await self.gateway.subscriptions.add(target, route.original, session.id)
+        else:
+            try:
+                up = await self.upstream_for(session, target)
+                resp = await up.request("resources/subscribe", {"uri": route.original}, timeout=target.config.timeout)
+            except UpstreamError as exc:
+                log.warning("session %s: re-subscribing %s failed: %s", session.id[:8], uri, exc.reason)
+                return False
+        return "result" in resp
 
     async def _set_level(self, session: ClientSession, rid: Any, params: dict[str, Any]) -> Message:
         level = params.get("level")
@@ -840,6 +861,12 @@ class Dispatcher:
 
     async def unfollow_all(self, listener: ClientSession) -> None:
         await self.gateway.subscriptions.drop(listener.id, self.gateway.targets)
+
+
+def _per_replica(target: Target | None) -> bool:
+    """Does a subscription on ``target`` live in one replica (its stdio processes, its
+    2026 listen stream) rather than in the client's own upstream HTTP session?"""
+    return target is not None and (target.shared or target.session_era(False) == "modern")
 
 
 def _envelope(session: ClientSession, params: dict[str, Any], upstream: UpstreamSession) -> dict[str, Any]:

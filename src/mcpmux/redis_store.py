@@ -6,7 +6,8 @@ overwrite each other (a whole-record JSON value would: last writer wins):
 
     base          JSON: id, owner, protocol version, capabilities, client info, created
     level         the log level the client set (absent: none)
-    sub:{uri}     "1" for each resource the client subscribed to
+    sub:{uri}     for each resource the client subscribed to: "1", or the replica that
+                  holds it when it lives in one replica (stdio, 2026 targets; "" let go)
     up:{target}   the client's own upstream ``Mcp-Session-Id`` on that target
     upv:{target}  the protocol version that upstream session negotiated
 
@@ -45,7 +46,7 @@ def record_fields(record: SessionRecord) -> dict[str, str]:
     if record.log_level is not None:
         out["level"] = record.log_level
     for uri in record.subscriptions:
-        out[f"sub:{uri}"] = "1"
+        out[f"sub:{uri}"] = record.holders.get(uri, "1")
     for target, sid in record.upstream_ids.items():
         out[f"up:{target}"] = sid
     for target, version in record.upstream_versions.items():
@@ -63,6 +64,8 @@ def record_from_fields(fields: dict[str, str]) -> SessionRecord | None:
     for name, value in fields.items():
         if name.startswith("sub:"):
             record.subscriptions.add(name[4:])
+            if value != "1":
+                record.holders[name[4:]] = value
         elif name.startswith("up:"):
             record.upstream_ids[name[3:]] = value
         elif name.startswith("upv:"):
@@ -167,6 +170,12 @@ class RedisStore:
         """This process no longer holds the session: drop what it remembered of it."""
         self._known.pop(sid, None)
         self._unsynced.pop(sid, None)
+
+    def remember_field(self, sid: str, name: str, value: str) -> None:
+        """A field this process changed outside ``put`` (a compare-and-set): not a diff to write."""
+        known = self._known.get(sid)
+        if known is not None:
+            known[name] = value
 
     async def count(self) -> int:
         n = 0

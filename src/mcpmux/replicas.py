@@ -20,6 +20,20 @@ What is shared, and how (docs/scaling.md says it for operators):
   on that replica's own channel ``{prefix}:r:{replica}``: routed by the id, no lookup.
 - **Session ends** (DELETE) are announced on ``{prefix}:all`` so every replica drops
   its runtime of the session.
+- **Subscriptions that live in one replica** (on its stdio process, or a 2026 target's
+  listen stream) name that replica in the record (``sub:{uri}`` = its id). Each replica
+  renews ``{prefix}:replica:{id}`` every ``HEARTBEAT`` seconds (TTL ``ALIVE_TTL``); a
+  replica serving a session whose holder's key is gone (or that let it go: "") takes the
+  subscription over with a compare-and-set on that field, so exactly one replica
+  re-subscribes, and only once the holder is gone: no duplicate updates.
+- **Resumable answer streams** (2025-11-25) have keys naming their replica
+  (``{replica}.s{n}``), so event ids are unique across replicas. Each event but a
+  delivered answer is appended to ``{prefix}:ev:{sid}:{key}`` (capped at
+  ``REPLAY_LIMIT``, TTL the session's) and published on a channel of that name, in the
+  sender's pipeline (no round trip added to the call); the list goes once the answer
+  was delivered. A ``GET`` with ``Last-Event-ID`` of another replica's stream
+  subscribes to that channel, replays the list, then follows to the answer, or ends
+  the call with an error if its replica is gone.
 - **Lists** (``list_changed``) are not published: every replica's own catalog
   session hears the change and tells the streams it holds.
 
@@ -35,22 +49,24 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+from redis.asyncio.client import Pipeline, PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from .config import GatewayConfig, LimitsConfig, StateConfig
 from .era import StateSealer
-from .jsonrpc import Message
+from .jsonrpc import INTERNAL_ERROR, Message, error
+from .listener.streams import REPLAY_LIMIT
 from .redis_store import RedisStore
 from .session import ClientSession
 from .sessions import Sessions
+from .sse import encode
 from .state import SessionRecord
 from .tasks import TaskOwner
 from .upstream.http import HttpSession
@@ -64,6 +80,23 @@ log = logging.getLogger("mcpmux.replicas")
 TOUCH_INTERVAL = 2.0
 #: Seconds between health checks of Redis (and liveness marks of this replica).
 HEARTBEAT = 2.0
+#: Seconds a replica's liveness key outlives its last renewal: how long its subscriptions
+#: wait before another replica takes them over after a SIGKILL.
+ALIVE_TTL = int(HEARTBEAT * 3)
+#: Take a holder field over only if it still names the holder that was found gone.
+_TAKE_OVER = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+#: Retained streams are trimmed to ``REPLAY_LIMIT`` (and their TTL renewed) this often.
+TRIM_EVERY = 64
+#: Queues commands on the sender's pipeline; returns how many it queued.
+Op = Callable[[Pipeline], int]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
 #: Messages published in one pipelined round trip at most.
 PUBLISH_BATCH = 256
 
@@ -90,6 +123,16 @@ class ReplicatedSession(ClientSession):
         self.detached = False
         super().__init__(record)
         self._ids = _ids(replication.id)
+        self.retain = self._retain
+
+    def stream_key(self) -> str:
+        return f"{self.replication.id}.s{next(self.stream_ids)}"
+
+    def _retain(self, key: str, rid: Any, seq: int, data: bytes, final: bool) -> None:
+        self.replication.retain(self.id, key, rid, seq, data, final)
+
+    def drop_retained(self, key: str) -> None:
+        self.replication.drop_events(self.id, key)
 
     @property  # type: ignore[override]
     def streams(self) -> int:
@@ -149,6 +192,7 @@ class ReplicatedSessions(Sessions):
         super().__init__(limits, replication.store)
         self.replication = replication
         self.runtime = lambda record: ReplicatedSession(record, replication)
+        self.replica = replication.id
         self._resuming: dict[str, asyncio.Future[ClientSession | None]] = {}
 
     async def resume(self, sid: str) -> ClientSession | None:
@@ -166,6 +210,8 @@ class ReplicatedSessions(Sessions):
                 session = self.runtime(record)
                 self.live[sid] = session
                 log.info("session %s: continued here (opened on another replica)", sid[:8])
+                if any(h != self.replica for h in record.holders.values()):
+                    self.replication.adopt_soon()
             fut.set_result(session)
             return session
         except BaseException as exc:
@@ -192,8 +238,13 @@ class ReplicatedSessions(Sessions):
         store = self.replication.store
         if await store.get(sid) is not None and isinstance(session, ReplicatedSession):
             session.detached = True
+            await self.replication.let_go(session)
         store.forget(sid)
         return session
+
+    async def resume_stream(self, session: ClientSession, key: str, after: int, send: Any, receive: Any,
+                            headers: list[tuple[bytes, bytes]]) -> bool:
+        return await self.replication.resume_stream(session, key, after, send, receive, headers)
 
     def state_status(self) -> dict[str, Any]:
         """For ``/readyz`` and ``/api/targets``: is the shared store reachable?"""
@@ -231,7 +282,7 @@ class Replication:
         self.touched: set[str] = set()
         self._channels: set[str] = {self._replica_channel(self.id), f"{self.prefix}:all"}
         self._pubsub: PubSub | None = None
-        self._out: asyncio.Queue[tuple[str, bytes, ReplicatedSession | None, Message]] = asyncio.Queue()
+        self._out: asyncio.Queue[tuple[str, bytes, ReplicatedSession | None, Message] | Op] = asyncio.Queue()
         self._tasks = TaskOwner(f"replica:{self.id}")
         self._dispatcher: Dispatcher | None = None
         self._key_shared = "MCPMUX_STATE_KEY" in os.environ
@@ -250,6 +301,7 @@ class Replication:
         self._tasks.spawn(self._sender(), "pubsub-sender")
         self._tasks.spawn(self._toucher(), "touch")
         self._tasks.spawn(self._heartbeat(), "heartbeat")
+        await self._alive()
         log.info("replica %s: sessions shared through %s (%s)", self.id, _safe_url(self.config.redis_url),
                  "up" if self.health.up else f"down: {self.health.last_error}")
 
@@ -262,7 +314,7 @@ class Replication:
     async def aclose(self) -> None:
         await self._tasks.aclose()
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.delete(f"{self.prefix}:replica:{self.id}")
+            await self.redis.delete(self._alive_key(self.id))  # stopped: others take over now
         with contextlib.suppress(RedisError, OSError):
             await self.redis.aclose()
 
@@ -334,17 +386,25 @@ class Replication:
             batch = [await self._out.get()]
             while len(batch) < PUBLISH_BATCH and not self._out.empty():
                 batch.append(self._out.get_nowait())
+            notes = [item for item in batch if not callable(item)]
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for channel, data, _, _ in batch:
-                        pipe.publish(channel, data)
-                    counts = await pipe.execute()
+                    at, spots = 0, []
+                    for item in batch:
+                        if callable(item):
+                            at += item(pipe)
+                        else:
+                            pipe.publish(item[0], item[1])
+                            spots.append(at)
+                            at += 1
+                    replies = await pipe.execute()
+                counts = [replies[i] for i in spots]
                 self.health.ok()
             except (RedisError, OSError) as exc:
                 self.health.failed(exc)
-                counts = [0] * len(batch)
-            self.published += len(batch)
-            for (channel, _, session, msg), n in zip(batch, counts, strict=True):
+                counts = [0] * len(notes)
+            self.published += len(notes)
+            for (channel, _, session, msg), n in zip(notes, counts, strict=True):
                 if n:
                     continue
                 if session is not None:
@@ -352,6 +412,89 @@ class Replication:
                 elif channel.startswith(f"{self.prefix}:r:"):
                     log.warning("an answer for replica %s found no one: it is gone, and so is its call",
                                 channel.rsplit(":", 1)[-1])
+
+    # -- resumable streams -----------------------------------------------------
+    def _events_key(self, sid: str, key: str) -> str:
+        return f"{self.prefix}:ev:{sid}:{key}"
+
+    def retain(self, sid: str, key: str, rid: Any, seq: int, data: bytes, final: bool) -> None:
+        """Copy one event of a resumable stream out: into its capped list, and to whoever
+        follows the stream from another replica. Written by the sender, batched."""
+        name = self._events_key(sid, key)
+        item = (b"F" if final else b"E") + orjson.dumps(rid) + b"\n" + data
+        renew = seq == 1 or final or seq % TRIM_EVERY == 0
+        ttl = self.store.ttl
+
+        def op(pipe: Pipeline) -> int:
+            pipe.rpush(name, item)
+            pipe.publish(name, item)
+            if not renew:
+                return 2
+            pipe.ltrim(name, -REPLAY_LIMIT, -1)
+            pipe.expire(name, ttl)
+            return 4
+
+        self._out.put_nowait(op)
+
+    def drop_events(self, sid: str, key: str) -> None:
+        name = self._events_key(sid, key)
+
+        def op(pipe: Pipeline) -> int:
+            pipe.delete(name)
+            return 1
+
+        self._out.put_nowait(op)
+
+    async def resume_stream(self, session: ClientSession, key: str, after: int, send: Send, receive: Receive,
+                            headers: list[tuple[bytes, bytes]]) -> bool:
+        """``Last-Event-ID`` of a stream another replica holds: replay what it retained,
+        then follow its further events to the answer. False: not another replica's."""
+        holder, dot, _ = key.partition(".")
+        if not dot or holder == self.id:
+            return False
+        name = self._events_key(session.id, key)
+        pubsub = self.redis.pubsub()
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            try:
+                await pubsub.subscribe(name)
+                # Subscribed before the list is read: an event written meanwhile is in
+                # one or both (duplicates are skipped by sequence number), never in neither.
+                while (await pubsub.get_message(timeout=5.0)) is None:
+                    pass
+                items = await self.redis.lrange(name, 0, -1)  # type: ignore[misc]
+            except (RedisError, OSError) as exc:
+                self.health.failed(exc)
+                return False
+            log.info("session %s: stream %s of replica %s resumed here after event %d", session.id[:8], key,
+                     holder, after)
+            replay = _Replay(send, after)
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            for item in items:
+                await replay.write(item)
+            while not replay.final and not gone.done():
+                try:
+                    got = await pubsub.get_message(ignore_subscribe_messages=True, timeout=HEARTBEAT)
+                    alive = got is not None or bool(await self.redis.exists(self._alive_key(holder)))
+                except (RedisError, OSError) as exc:
+                    self.health.failed(exc)
+                    break
+                if got is not None and got.get("type") == "message":
+                    await replay.write(got["data"])
+                elif not alive:  # the call ran there and died with it
+                    msg = error(replay.rid, INTERNAL_ERROR, f"the gateway replica that ran this request "
+                                f"({holder}) stopped before it answered; the request may be retried")
+                    await replay.write(b"F" + orjson.dumps(replay.rid) + b"\n" + encode(
+                        orjson.dumps(msg), id=f"{key}-{replay.last + 1}"))
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b""})
+            if replay.final:
+                self.drop_events(session.id, key)
+            return True
+        finally:
+            gone.cancel()
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
     # -- incoming -----------------------------------------------------------
     async def _reader(self) -> None:
@@ -443,8 +586,8 @@ class Replication:
         while True:
             await asyncio.sleep(HEARTBEAT)
             if await self.store.ping():
-                with contextlib.suppress(RedisError, OSError):
-                    await self.redis.set(f"{self.prefix}:replica:{self.id}", time.time(), ex=int(HEARTBEAT * 5))
+                await self._alive()
+                await self.adopt()
                 if not self._key_shared:
                     await self._share_sealer_key()
                 if not was_up:
@@ -457,7 +600,65 @@ class Replication:
                         self.touched.add(session.id)
             was_up = self.health.up
 
+    async def _alive(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.set(self._alive_key(self.id), time.time(), ex=ALIVE_TTL)
+
+    # -- subscriptions held in one replica ------------------------------------
+    def adopt_soon(self) -> None:
+        """A session just continued here names another holder: check it now, not at the
+        next heartbeat (the client may be waiting for updates)."""
+        self._tasks.spawn(self.adopt(), "adopt")
+
+    async def adopt(self) -> None:
+        """Take over the subscriptions of the sessions held here whose holder is gone."""
+        dispatcher = self._dispatcher
+        held = [(s, uri, holder) for s in list(self.sessions.live.values()) if not s.closed
+                for uri, holder in list(s.record.holders.items()) if holder != self.id]
+        if dispatcher is None or not held:
+            return
+        names = sorted({h for _, _, h in held if h})
+        try:
+            marks = await self.redis.mget([self._alive_key(h) for h in names]) if names else []
+        except (RedisError, OSError) as exc:
+            self.health.failed(exc)
+            return
+        alive = {h for h, mark in zip(names, marks, strict=True) if mark is not None}
+        for session, uri, holder in held:
+            if holder in alive or session.record.holders.get(uri) != holder:
+                continue
+            if not await self._swap(session, uri, holder, self.id):
+                continue  # another replica was first, or the client unsubscribed
+            if await dispatcher.resubscribe(session, uri):
+                log.info("session %s: subscription to %s taken over from replica %s", session.id[:8], uri,
+                         holder or "(let go)")
+            else:  # let go again: tried again at the next heartbeat, here or elsewhere
+                await self._swap(session, uri, self.id, "")
+
+    async def let_go(self, session: ClientSession) -> None:
+        """The session leaves this replica: its subscriptions held here are for others to take."""
+        for uri, holder in list(session.record.holders.items()):
+            if holder == self.id:
+                await self._swap(session, uri, holder, "")
+
+    async def _swap(self, session: ClientSession, uri: str, old: str, new: str) -> bool:
+        """Compare-and-set the holder of one subscription, in Redis and here."""
+        name = f"sub:{uri}"
+        try:
+            done = await self.redis.eval(_TAKE_OVER, 1, self.store.key(session.id), name, old, new)  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            self.health.failed(exc)
+            return False
+        if not done:
+            return False
+        session.record.holders[uri] = new
+        self.store.remember_field(session.id, name, new)
+        return True
+
     # -- names --------------------------------------------------------------
+    def _alive_key(self, replica: str) -> str:
+        return f"{self.prefix}:replica:{replica}"
+
     def _session_channel(self, sid: str) -> str:
         return f"{self.prefix}:s:{sid}"
 
@@ -465,10 +666,38 @@ class Replication:
         return f"{self.prefix}:r:{replica}"
 
 
+class _Replay:
+    """Writes retained events to a resumed stream once each, in order, after ``last``."""
+
+    def __init__(self, send: Send, after: int) -> None:
+        self.send = send
+        self.last = after
+        self.final = False
+        self.rid: Any = None
+
+    async def write(self, item: bytes | str) -> None:
+        if isinstance(item, str):
+            item = item.encode()
+        flag, head, data = item[:1], *item[1:].split(b"\n", 1)
+        seq_text = data.split(b"\n", 1)[0].rpartition(b"-")[2]
+        self.rid = orjson.loads(head)
+        seq = int(seq_text) if seq_text.isdigit() else 0
+        if seq > self.last:
+            self.last = seq
+            await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        self.final = self.final or flag == b"F"
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 def _refresh(mine: SessionRecord, theirs: SessionRecord) -> None:
     """Take what other replicas changed (level, subscriptions, upstream sessions)."""
     mine.log_level = theirs.log_level
     mine.subscriptions = theirs.subscriptions
+    mine.holders = theirs.holders
     mine.upstream_ids.update(theirs.upstream_ids)
     mine.upstream_versions.update(theirs.upstream_versions)
 

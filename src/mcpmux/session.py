@@ -21,7 +21,7 @@ from .state import SessionRecord
 from .upstream.base import UpstreamError, UpstreamSession
 
 if TYPE_CHECKING:
-    from .listener.streams import ResponseStream
+    from .listener.streams import ResponseStream, Retain
 
 log = logging.getLogger("mcpmux.session")
 
@@ -96,6 +96,9 @@ class ClientSession:
         #: POST answer streams a client may still resume with Last-Event-ID.
         self.response_streams: dict[str, ResponseStream] = {}
         self.stream_ids = itertools.count(1)
+        #: Copies resumable streams' events where other replicas can replay them (None:
+        #: one process, where ``response_streams`` is all there is).
+        self.retain: Retain | None = None
         self.last_active = time.monotonic()
         #: Sent a request since initialize (sessions that never did are reaped sooner).
         self.used = False
@@ -147,6 +150,13 @@ class ClientSession:
     @property
     def subscriptions(self) -> set[str]:
         return self.record.subscriptions
+
+    def stream_key(self) -> str:
+        """A new answer stream's name, the head of its event ids (unique in the session)."""
+        return f"s{next(self.stream_ids)}"
+
+    def drop_retained(self, key: str) -> None:
+        """A stream's answer was delivered: the copies of its events are not needed."""
 
     # -- outgoing --------------------------------------------------------
     async def send(self, msg: Message, emit: Emit | None = None) -> None:

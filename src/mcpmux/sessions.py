@@ -29,6 +29,9 @@ class Sessions:
         self.listeners: dict[str, tuple[ClientSession, set[str]]] = {}
         #: Builds the live half of a record (replicas build one that reaches the others).
         self.runtime: Callable[[SessionRecord], ClientSession] = ClientSession
+        #: This replica's name when replicas share the store (None: one process); it is
+        #: recorded as the holder of subscriptions that live in this process only.
+        self.replica: str | None = None
 
     @property
     def limits(self) -> LimitsConfig:
@@ -112,6 +115,12 @@ class Sessions:
         """A session this process does not hold. One process has nothing to resume;
         replicas sharing a store rebuild it from its record (``replicas.py``)."""
         return None
+
+    async def resume_stream(self, session: ClientSession, key: str, after: int, send: Any, receive: Any,
+                            headers: list[tuple[bytes, bytes]]) -> bool:
+        """Resume an answer stream this process does not hold (False: unknown here). One
+        process holds all of its streams; replicas replay what another one retained."""
+        return False
 
     async def retire(self, sid: str) -> ClientSession | None:
         """An idle session leaves this process: in one process, that is its end."""

@@ -24,6 +24,10 @@ class SessionRecord:
     log_level: str | None = None
     #: Resource URIs (as the client named them) the client subscribed to.
     subscriptions: set[str] = field(default_factory=set)
+    #: Subscriptions that live in one replica (a stdio process, a 2026 target's listen
+    #: stream): URI -> the replica holding it ("" once let go), so another replica can
+    #: take them over when that one is gone. Empty in one process.
+    holders: dict[str, str] = field(default_factory=dict)
     #: Upstream ``Mcp-Session-Id`` per target, for targets where the client has its own session.
     upstream_ids: dict[str, str] = field(default_factory=dict)
     #: The protocol version each of those upstream sessions negotiated (another replica

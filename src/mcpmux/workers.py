@@ -1,8 +1,12 @@
 """``mcpmux run --workers N``: N gateway processes on one port, sharing one state store.
 
-The supervisor binds the MCP and admin sockets once and starts N ordinary
-``mcpmux run`` processes that inherit them (``--worker-fds``): the kernel hands each
-new connection to whichever worker accepts first. Workers are replicas in every
+Each worker binds its own listening socket with ``SO_REUSEPORT`` on the same port
+(``--worker-ports``), so the kernel spreads new connections across the workers by a
+hash of the connection. (One accept socket shared by every worker would let the
+worker that wakes first take most of them, keep-alive connections included.) The
+supervisor first reserves the port: with port 0 it binds a ``SO_REUSEPORT`` socket
+without listening (it gets no connections) and tells the workers the port it got;
+holding it keeps the port theirs while a worker restarts. Workers are replicas in every
 other way: they share sessions through ``state.redis_url`` (required: without it a
 session opened on one worker would be unknown to the next), each runs its own stdio
 targets, and a worker that dies is started again while the others serve its sessions.
@@ -10,7 +14,6 @@ targets, and a worker that dies is started again while the others serve its sess
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -39,31 +42,41 @@ def check(config: GatewayConfig, workers: int) -> str | None:
     return None
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, listen: bool = True) -> socket.socket:
+    """A socket on ``host:port`` that other sockets of this user may bind too; the
+    kernel balances connections among the listening ones."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    with contextlib.suppress(AttributeError, OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    if listen:
+        sock.listen(2048)
     return sock
 
 
-def inherited(fds: str) -> dict[str, socket.socket]:
-    """The sockets a worker got from its supervisor: ``MCP_FD[,ADMIN_FD]``."""
-    names = ("mcp", "admin")
-    return {name: socket.socket(fileno=int(fd)) for name, fd in zip(names, fds.split(","), strict=False) if fd}
+def own_sockets(config: GatewayConfig, ports: str) -> dict[str, socket.socket]:
+    """A worker's listening sockets on the ports its supervisor reserved: ``MCP[,ADMIN]``."""
+    given = ports.split(",")
+    out = {"mcp": bind(config.listen.host, int(given[0]))}
+    if len(given) > 1 and given[1]:
+        out["admin"] = bind(config.admin.host, int(given[1]))
+    return out
 
 
 def supervise(config: GatewayConfig, path: str, workers: int, options: list[str], ready_file: str | None) -> int:
     """Run ``workers`` worker processes (each ``mcpmux run -c path`` with ``options``)
     until SIGTERM/SIGINT; returns the exit status."""
-    mcp = bind(config.listen.host, config.listen.port)
-    admin = bind(config.admin.host, config.admin.port) if config.admin.enabled else None
-    fds = f"{mcp.fileno()}" + (f",{admin.fileno()}" if admin is not None else "")
-    keep = (mcp.fileno(), *((admin.fileno(),) if admin is not None else ()))
+    if not hasattr(socket, "SO_REUSEPORT"):
+        print("mcpmux: --workers needs SO_REUSEPORT (Linux, BSD, macOS)", file=sys.stderr)
+        return 2
+    try:
+        mcp = bind(config.listen.host, config.listen.port, listen=False)
+        admin = bind(config.admin.host, config.admin.port, listen=False) if config.admin.enabled else None
+    except OSError as exc:
+        print(f"mcpmux: cannot bind the listen port: {exc}", file=sys.stderr)
+        return 2
+    ports = f"{mcp.getsockname()[1]}" + (f",{admin.getsockname()[1]}" if admin is not None else "")
     run_dir = Path(ready_file).parent if ready_file else Path.cwd()
     stopping = False
 
@@ -71,8 +84,8 @@ def supervise(config: GatewayConfig, path: str, workers: int, options: list[str]
         ready = run_dir / f".mcpmux-worker-{os.getpid()}-{i}.json"
         ready.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "mcpmux", "run", "-c", path, *options,
-                "--worker-fds", fds, "--ready-file", str(ready)]
-        return subprocess.Popen(argv, pass_fds=keep), ready
+                "--worker-ports", ports, "--ready-file", str(ready)]
+        return subprocess.Popen(argv), ready
 
     def stop(*_: object) -> None:
         nonlocal stopping

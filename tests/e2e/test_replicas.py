@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -135,10 +136,12 @@ class Raw:
             async for event in _events(resp):
                 yield event
 
-    async def listen(self, url: str) -> AsyncIterator[dict[str, Any]]:
+    async def listen(self, url: str, opened: asyncio.Event | None = None) -> AsyncIterator[dict[str, Any]]:
         headers = {"Accept": "text/event-stream", "Mcp-Session-Id": self.sid, "MCP-Protocol-Version": VERSION}
         async with self.http.stream("GET", url, headers=headers, timeout=httpx.Timeout(WAIT, read=None)) as resp:
             assert resp.status_code == 200, await resp.aread()
+            if opened is not None:
+                opened.set()
             async for event in _events(resp):
                 yield event
 
@@ -151,6 +154,19 @@ async def _events(resp: httpx.Response) -> AsyncIterator[dict[str, Any]]:
             block, buf = buf.split("\n\n", 1)
             for m in sse_messages(block + "\n\n"):
                 yield m
+
+
+async def _with_ids(resp: httpx.Response) -> AsyncIterator[tuple[str | None, dict[str, Any] | None]]:
+    """Each SSE event as (its id, its JSON data or None)."""
+    buf = ""
+    async for chunk in resp.aiter_text():
+        buf += chunk.replace("\r\n", "\n")
+        while "\n\n" in buf:
+            block, buf = buf.split("\n\n", 1)
+            ids = [ln[3:].strip() for ln in block.split("\n") if ln.startswith("id:")]
+            msgs = sse_messages(block + "\n\n")
+            if ids or msgs:
+                yield (ids[0] if ids else None), (msgs[0] if msgs else None)
 
 
 def text(resp: dict[str, Any]) -> str:
@@ -353,6 +369,133 @@ async def test_a_replica_killed_mid_session(
             assert not res.is_error
 
 
+async def test_a_stdio_subscription_taken_over_when_its_replica_dies(
+    redis_server: RedisServer, everything_http: HttpPeer, tmp_path: Path
+) -> None:
+    """Subscribed through a on a's stdio process; the client's GET stream is on b. a is
+    killed: b finds a's liveness key gone, takes the subscription over (its own stdio
+    process subscribes), and the updates of b's process reach the client's stream."""
+    uri = f"everything+{STATIC_DOC.format('architecture.md')}"
+    with cluster(redis_server, everything_http, tmp_path) as c:
+        async with httpx.AsyncClient(timeout=WAIT) as http:
+            raw = Raw(http)
+            await raw.initialize(c.a.mcp_url)
+            assert "result" in await raw.rpc(c.a.mcp_url, "resources/subscribe", {"uri": uri})
+            opened = asyncio.Event()
+            got: list[dict[str, Any]] = []
+
+            async def watch() -> None:
+                async for msg in raw.listen(c.b.mcp_url, opened):
+                    if msg.get("method") == "notifications/resources/updated":
+                        got.append(msg)
+                        return
+
+            watcher = asyncio.ensure_future(watch())
+            try:
+                with anyio.fail_after(WAIT):
+                    await opened.wait()
+                assert "taken over" not in c.b.log()  # a lives: its subscription stays a's
+                os.kill(c.a.proc.pid, signal.SIGKILL)
+                c.a.proc.wait(10)
+                # Updates start on b's process; they name only what b's process follows.
+                toggled = await raw.rpc(c.b.mcp_url, "tools/call", {"name": "everything_toggle-subscriber-updates"})
+                assert "result" in toggled, toggled
+                with anyio.fail_after(2 * WAIT):  # a's key expires, b takes over, the next tick
+                    await watcher
+            finally:
+                watcher.cancel()
+            assert got[0]["params"]["uri"] == uri
+            assert c.b.log().count("taken over from replica") == 1
+
+
+async def _break_after_first_progress(raw: Raw, url: str, arguments: dict[str, Any]) -> tuple[str, list[int]]:
+    """POST a long call, read its stream up to the first progress event, hang up; the
+    last event id and the progress seen."""
+    msg = {"jsonrpc": "2.0", "id": 77, "method": "tools/call",
+           "params": {"name": "web_trigger-long-running-operation", "arguments": arguments,
+                      "_meta": {"progressToken": "p"}}}
+    seen: list[int] = []
+    async with httpx.AsyncClient(timeout=WAIT) as own, \
+            own.stream("POST", url, content=orjson.dumps(msg), headers=raw.headers()) as resp:
+        assert resp.status_code == 200
+        async for eid, m in _with_ids(resp):
+            if m is not None and m.get("method") == "notifications/progress":
+                seen.append(int(m["params"]["progress"]))
+                assert eid is not None
+                return eid, seen
+    raise AssertionError("the stream ended before any progress")
+
+
+async def _resume(raw: Raw, url: str, last: str) -> list[tuple[str | None, dict[str, Any] | None]]:
+    headers = {**raw.headers(), "Accept": "text/event-stream", "Last-Event-ID": last}
+    got: list[tuple[str | None, dict[str, Any] | None]] = []
+    async with raw.http.stream("GET", url, headers=headers) as resp:
+        assert resp.status_code == 200, await resp.aread()
+        async for eid, m in _with_ids(resp):
+            got.append((eid, m))
+            if m is not None and ("result" in m or "error" in m):
+                break
+    return got
+
+
+async def test_a_broken_answer_stream_resumes_on_the_other_replica(two: Cluster) -> None:
+    """The call's POST goes through nginx to one replica; its stream breaks after the
+    first progress event; the client resumes with Last-Event-ID on the other replica and
+    gets the progress it missed (replayed from Redis, then followed live) and the answer."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(WAIT, read=WAIT)) as http:
+        raw = Raw(http)
+        await raw.initialize(two.lb)
+        with anyio.fail_after(WAIT):
+            last, seen = await _break_after_first_progress(raw, two.lb, {"duration": 3, "steps": 3})
+        holder = last.partition(".")[0]
+        names = {shared_state(g)["replica"]: g for g in two.replicas}
+        assert holder in names, (last, names)
+        other = next(g for name, g in names.items() if name != holder)
+        with anyio.fail_after(WAIT):
+            got = await _resume(raw, other.mcp_url, last)
+        after = int(last.rpartition("-")[2])
+        seqs = [int(eid.rpartition("-")[2]) for eid, _ in got if eid is not None]
+        assert seqs == sorted(set(seqs)) and seqs[0] == after + 1, (last, got)
+        assert all(eid is None or eid.startswith(f"{holder}.") for eid, _ in got)
+        seen += [int(m["params"]["progress"]) for _, m in got if m and m.get("method") == "notifications/progress"]
+        assert seen == [1, 2, 3], got
+        answer = got[-1][1]
+        assert answer is not None and answer["id"] == 77 and "result" in answer, got
+        assert f"stream {holder}.s" in other.log() and "resumed here" in other.log()
+
+
+async def test_resuming_a_stream_whose_replica_died_ends_the_call_cleanly(
+    redis_server: RedisServer, everything_http: HttpPeer, tmp_path: Path
+) -> None:
+    """The replica running the call is killed after the stream broke: the other replica
+    replays what was retained and answers the call with an error, not silence."""
+    with cluster(redis_server, everything_http, tmp_path) as c:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(WAIT, read=WAIT)) as http:
+            raw = Raw(http)
+            await raw.initialize(c.lb)
+            prefix = orjson.loads(c.a.config_path.read_text())["state"]["key_prefix"]
+            check = Redis.from_url(redis_server.url)
+            watch = check.pubsub()
+            try:
+                await watch.psubscribe(f"{prefix}:ev:*")
+                with anyio.fail_after(WAIT):
+                    last, _ = await _break_after_first_progress(raw, c.a.mcp_url, {"duration": 60, "steps": 60})
+                    # a retained the event before it dies (written, then published, in one pipeline)
+                    while (m := await watch.get_message(ignore_subscribe_messages=True, timeout=WAIT)) is None:
+                        pass
+                assert last.encode() in m["data"], m
+            finally:
+                await watch.aclose()
+                await check.aclose()
+            os.kill(c.a.proc.pid, signal.SIGKILL)
+            c.a.proc.wait(10)
+            with anyio.fail_after(2 * WAIT):  # a's liveness key expires
+                got = await _resume(raw, c.b.mcp_url, last)
+            answer = got[-1][1]
+            assert answer is not None and answer["id"] == 77, got
+            assert "stopped before it answered" in answer["error"]["message"]
+
+
 # --------------------------------------------------------------------------- --workers
 
 def test_workers_without_shared_state_is_a_clear_error(tmp_path: Path) -> None:
@@ -386,6 +529,23 @@ async def test_workers_share_one_port_and_the_sessions(redis_server: RedisServer
         assert ready.exists(), (tmp_path / "workers.log").read_text()
         info = orjson.loads(ready.read_text())
         assert len(info["workers"]) == 2
+        port = int(info["mcp"].rsplit(":", 1)[1].split("/")[0])
+        # Each worker listens on its own SO_REUSEPORT socket (not one inherited socket).
+        listening = _sockets_on(port, "0A")
+        owners = {pid: _inodes_of(pid) & listening for pid in info["workers"]}
+        assert len(listening) == 2 and all(len(v) == 1 for v in owners.values()), (listening, owners)
+        # Fresh connections held open: the kernel gives each worker some of them.
+        held = [socket.create_connection(("127.0.0.1", port), 5) for _ in range(24)]
+        try:
+            for conn in held:  # accepted (a request answered) before counting
+                conn.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/plain\r\n\r\n")
+                assert conn.recv(64).startswith(b"HTTP/1.1 ")
+            established = _sockets_on(port, "01")
+            per_worker = [len(_inodes_of(pid) & established) for pid in info["workers"]]
+            assert sum(per_worker) == len(held) and min(per_worker) > 0, per_worker
+        finally:
+            for conn in held:
+                conn.close()
         for _ in range(8):
             # A new client (new connections) per session: the kernel spreads them.
             async with httpx.AsyncClient(timeout=WAIT) as http:
@@ -402,6 +562,28 @@ async def test_workers_share_one_port_and_the_sessions(redis_server: RedisServer
     for pid in info["workers"]:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def _sockets_on(port: int, state: str) -> set[int]:
+    """Inodes of the TCP sockets with local ``port`` in ``state`` (0A listen, 01 established)."""
+    found: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                    found.add(int(fields[9]))
+    return found
+
+
+def _inodes_of(pid: int) -> set[int]:
+    out: set[int] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                out.add(int(target[8:-1]))
+    return out
 
 
 # ----------------------------------------------------------------------- Redis failure

@@ -45,7 +45,8 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
 def test_a_record_survives_the_trip_through_hash_fields() -> None:
     r = record()
     r.log_level = "info"
-    r.subscriptions = {"a://1", "b://x:y"}
+    r.subscriptions = {"a://1", "b://x:y", "c://held", "d://let-go"}
+    r.holders = {"c://held": "r1", "d://let-go": ""}
     r.upstream_ids = {"web": "abc"}
     r.upstream_versions = {"web": "2025-06-18"}
     back = record_from_fields(record_fields(r))

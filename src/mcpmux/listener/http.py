@@ -202,7 +202,7 @@ class StreamableHTTP:
         session_hdr = [(b"mcp-session-id", session.id.encode())]
         if is_request(msg):
             resumable = session.protocol_version >= RESUMABLE_FROM
-            stream = new_stream(session, send, session_hdr, resumable)
+            stream = new_stream(session, send, session_hdr, resumable, msg["id"])
             await stream.open()
             watch = DisconnectWatch(receive, session, stream, msg["id"], resumable)
             try:
@@ -246,6 +246,10 @@ class StreamableHTTP:
             if stream is not None and seq.isascii() and seq.isdigit():
                 await stream.resume(send, int(seq))
                 stream_done(session, stream)
+                return
+            # Another replica's stream (replicas share the events they retained).
+            if seq.isascii() and seq.isdigit() and await self.dispatcher.sessions.resume_stream(
+                    session, key, int(seq), send, receive, [*SSE_HEADERS, (b"mcp-session-id", session.id.encode())]):
                 return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*SSE_HEADERS, (b"mcp-session-id", session.id.encode())]})
@@ -324,12 +328,14 @@ class DisconnectWatch:
 
 
 def new_stream(
-    session: ClientSession, send: Send, headers: list[tuple[bytes, bytes]], resumable: bool
+    session: ClientSession, send: Send, headers: list[tuple[bytes, bytes]], resumable: bool, rid: Any = None
 ) -> ResponseStream:
     """A POST's answer stream; a resumable one is kept until it has been delivered."""
-    key = f"s{next(session.stream_ids)}"
+    key = session.stream_key()
     stream = ResponseStream(key, send, headers, resumable)
     if resumable:
+        stream.rid = rid
+        stream.retain = session.retain
         streams = session.response_streams
         if len(streams) >= 64:  # only undelivered answers linger: rare
             now = time.monotonic()
@@ -343,6 +349,8 @@ def stream_done(session: ClientSession, stream: ResponseStream) -> None:
     """Forget a stream whose answer reached a live connection (the usual case)."""
     if stream.delivered:
         session.response_streams.pop(stream.key, None)
+        if stream.retained:
+            session.drop_retained(stream.key)
 
 
 def _request_id_problem(msg: Message) -> str | None:

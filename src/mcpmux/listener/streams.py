@@ -8,6 +8,9 @@ with ``Last-Event-ID`` and receive what it missed, then the rest of the call.
 Sessions that negotiated 2025-11-25 or later get every answer as SSE, opened
 with a priming event (an id and empty data) and a ``retry`` hint; older
 sessions get JSON unless the call streams something before its answer.
+
+With replicas, a stream's events are also retained in Redis (``retain``, set by
+``listener.http.new_stream``), so that a client may resume on another replica.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -44,6 +47,12 @@ SLOW_CLIENT = 2.0
 log = logging.getLogger("mcpmux.listener.streams")
 
 
+class Retain(Protocol):
+    """Keeps a copy of a stream's event where other replicas can replay it."""
+
+    def __call__(self, key: str, rid: Any, seq: int, data: bytes, final: bool) -> None: ...
+
+
 async def send_json(
     send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
@@ -68,6 +77,9 @@ class ResponseStream:
         "key",
         "lagging",
         "resumable",
+        "retain",
+        "retained",
+        "rid",
         "seq",
         "started",
     )
@@ -83,6 +95,11 @@ class ResponseStream:
         self.finished = asyncio.Event()
         self.finished_at = 0.0
         self.lagging = False
+        #: Set for a session shared by replicas: every event is copied out as written.
+        self.retain: Retain | None = None
+        #: Events copied out (they are dropped again once the answer was delivered).
+        self.retained = 0
+        self.rid: Any = None
 
     async def open(self) -> None:
         """Start the SSE answer now (resumable sessions): priming event + retry hint."""
@@ -106,11 +123,14 @@ class ResponseStream:
         except Exception:  # the connection is gone: keep buffering for a resume
             self._send = None
 
-    def _event(self, msg: Message) -> bytes:
+    def _event(self, msg: Message, final: bool = False) -> bytes:
         self.seq += 1
         data = encode(orjson.dumps(msg), id=f"{self.key}-{self.seq}" if self.resumable else None)
         if self.resumable:
             self.events.append((self.seq, data))
+            if self.retain is not None and not final:
+                self.retain(self.key, self.rid, self.seq, data, False)
+                self.retained += 1
         return data
 
     async def __call__(self, msg: Message) -> None:
@@ -143,9 +163,14 @@ class ResponseStream:
             if self._send is not None:
                 await send_json(self._send, status, msg, self.headers)
             return
-        data = self._event(msg)
+        data = self._event(msg, final=True)
         self.finished.set()
         await self._write(data, more=False)
+        if self._send is None and self.retain is not None:
+            # Not delivered: the client comes back for it, maybe to another replica. A
+            # delivered answer is never copied out (the usual case costs Redis nothing).
+            self.retain(self.key, self.rid, self.seq, data, True)
+            self.retained += 1
 
     def detach(self) -> None:
         """The client hung up: keep what follows for its resume instead of writing it
