@@ -147,7 +147,7 @@ async def serve(
         print(f"  MCP:   {mcp_url}", flush=True)
         print(f"  SSE:   {sse_url}   (legacy HTTP+SSE clients)", flush=True)
         if admin_url:
-            print(f"  admin: {admin_url}/api/targets", flush=True)
+            print(f"  admin: {admin_url}/   (UI and playground; JSON at /api/targets, /metrics)", flush=True)
         for target in gateway.targets.values():
             extra = f" ({target.last_error})" if target.last_error else ""
             kind = f"url, {target.transport or 'probing'}" if target.kind == "url" else target.kind
