@@ -67,6 +67,8 @@ from .protocol import (
     Kind,
 )
 from .redact import redact
+from .results import SCHEME as RESULTS_SCHEME
+from .results import ResultStore
 from .session import Call, ClientSession, Emit
 from .sessions import Sessions, client_key
 from .state import SessionRecord, SessionStore
@@ -121,6 +123,8 @@ class Dispatcher:
         self.credentials = credentials
         self.sessions = sessions if sessions is not None else Sessions(lambda: gateway.config.limits, store)
         self.bridge = Bridge()
+        #: Whole results of tool calls cut at limits.max_result_bytes, behind their links.
+        self.results = ResultStore(lambda: gateway.config.limits)
         self._tasks = TaskOwner("dispatcher")
         #: stdio targets whose client-process limit was reached (warned once).
         self._overflowed: set[str] = set()
@@ -171,6 +175,7 @@ class Dispatcher:
         live, self.sessions.live = self.sessions.live, {}
         await asyncio.gather(*(s.aclose() for s in live.values()), return_exceptions=True)
         await self.gateway.aclose()
+        self.results.close()
 
     # -- sessions --------------------------------------------------------
     async def initialize(self, msg: Message, principal: Any = None, peer: str | None = None,
@@ -337,6 +342,8 @@ class Dispatcher:
                 route = self._route_name(ctx, method, params)
                 return await self._forward(ctx, route, msg, {**params, "name": route.original})
             if method == "resources/read":
+                if str(params.get("uri", "")).startswith(RESULTS_SCHEME):
+                    return await self._read_result(ctx, rid, params["uri"])
                 route = self._route_uri(ctx, method, params)
                 resp = await self._forward(ctx, route, msg, {**params, "uri": route.original})
                 return self._expose_contents(route, resp)
@@ -607,7 +614,8 @@ class Dispatcher:
                     if held is None:
                         held = self.bridge.hold(target.name, upstream, method, params, origin,
                                                 session.record.owner)
-                    return await self.bridge.await_held(session, held, rid, emit, token)
+                    resp = await self.bridge.await_held(session, held, rid, emit, token)
+                    return self._limited(session, method, resp, held.response_bytes)
             uid = upstream.next_id()
             session.inflight[rid] = (upstream, uid, asyncio.current_task(), call)
             try:
@@ -638,7 +646,26 @@ class Dispatcher:
             target.inflight -= 1
         out = dict(resp)
         out["id"] = rid
-        return out
+        return self._limited(session, method, out, call.response_bytes)
+
+    # -- oversized results -------------------------------------------------
+    def _limited(self, session: ClientSession, method: str, resp: Message, size: int | None) -> Message:
+        """A tool result over limits.max_result_bytes, cut for the client (see results.py).
+        ``size``: the answer's length as read upstream, so a normal result costs one
+        comparison; the result is serialised only when it was not measured."""
+        if method != "tools/call" or "result" not in resp:
+            return resp
+        res = resp["result"]
+        cut = self.results.limit(res, size, _result_owner(session))
+        return resp if cut is res else {**resp, "result": cut}
+
+    async def _read_result(self, ctx: RequestContext, rid: Any, uri: str) -> Message:
+        """``resources/read`` of a cut result's link: only its owner may read it, and
+        everyone else is told what an unknown URI gets."""
+        found = await self.results.read(uri, _result_owner(ctx.session))
+        if found is None:
+            raise RPCError(INVALID_PARAMS, f"unknown resource: {uri}", {"uri": uri})
+        return result(rid, found)
 
     def _call_timeout(self, target: Target, method: str, original: str) -> float:
         """Seconds of silence a call may take: per tool, else per target, else the limit."""
@@ -861,6 +888,14 @@ class Dispatcher:
 
     async def unfollow_all(self, listener: ClientSession) -> None:
         await self.gateway.subscriptions.drop(listener.id, self.gateway.targets)
+
+
+def _result_owner(session: ClientSession) -> str:
+    """Who may read a cut result back: the 2025 session that got it; for a 2026 stateless
+    request (no session), its principal (anonymous: the unguessable id alone)."""
+    if session.stateless:
+        return f"principal:{session.record.owner or ''}"
+    return f"session:{session.id}"
 
 
 def _per_replica(target: Target | None) -> bool:
