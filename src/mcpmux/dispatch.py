@@ -25,7 +25,7 @@ import orjson
 from .config import GatewayConfig, LimitsConfig
 from .context import RequestContext
 from .era import Envelope, without_envelope
-from .gateway import Gateway
+from .gateway import FULL_SET, Gateway
 from .jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -39,7 +39,7 @@ from .jsonrpc import (
     result,
 )
 from .mrtr import Bridge, Continuation, origin_of
-from .multiplexer.catalog import Route
+from .multiplexer.catalog import Route, View
 from .multiplexer.search import (
     CALL_TOOL,
     DEFAULT_LIMIT,
@@ -76,6 +76,7 @@ from .target import Target
 from .tasks import TaskOwner
 from .upstream.base import UpstreamError, UpstreamSession
 from .upstream.credentials import CredentialsError, UpstreamCredentials
+from .variants import capability_key
 
 log = logging.getLogger("mcpmux.dispatch")
 
@@ -369,10 +370,11 @@ class Dispatcher:
             raise RPCError(INVALID_PARAMS, "cursor must be a string")
         gateway = self.gateway
         await gateway.wait_ready(gateway.config.limits.ready_grace)
-        view = gateway.view
         if kind == "tools" and ctx.server is not None and ctx.server.search:
             return self._list_out(ctx, kind, list(SEARCH_DEFS), None)
-        groups = self._visible(ctx, kind) if self.policy.varies_per_caller or ctx.server else None
+        # What each server shows a client with these capabilities (see variants.py).
+        view = await gateway.view_for(ctx.session.capabilities)
+        groups = self._visible(ctx, kind, view) if self.policy.varies_per_caller or ctx.server else None
         items, next_cursor = view.page(kind, cursor, gateway.config.limits.page_size, groups)
         return self._list_out(ctx, kind, items, next_cursor)
 
@@ -432,9 +434,8 @@ class Dispatcher:
         return result(msg["id"], {"content": [{"type": "text", "text": text}],
                                   "structuredContent": {"tools": found}, "isError": False})
 
-    def _visible(self, ctx: RequestContext, kind: Kind) -> list[tuple[str, list[dict[str, Any]]]]:
+    def _visible(self, ctx: RequestContext, kind: Kind, view: View) -> list[tuple[str, list[dict[str, Any]]]]:
         """The merged list as this caller may see it: the policy's filter step."""
-        view = self.gateway.view
         out = []
         for target, items in view.lists[kind]:
             shown = []
@@ -714,7 +715,7 @@ class Dispatcher:
                 )
             if target.session is None:
                 raise UpstreamError(target.name, f"not ready ({target.last_error or target.state})")
-            return target.session
+            return await self._shared_session(session, target)
         lock = session.opening.setdefault(target.name, asyncio.Lock())
         async with lock:
             up = session.upstreams.get(target.name)
@@ -741,6 +742,18 @@ class Dispatcher:
             session.upstreams[target.name] = up
             await self._record_upstream(session, up)
             return up
+
+    async def _shared_session(self, session: ClientSession, target: Target) -> UpstreamSession:
+        """The session a client shares with others on ``target``: the one of its capability
+        set, so the server answers it as it would answer that client (see variants.py);
+        a 2026 target needs none (capabilities travel with each request)."""
+        assert target.session is not None
+        key = capability_key(session.capabilities)
+        if key == FULL_SET or target.session_era(False) == "modern" or not self.gateway.admits(key):
+            return target.session
+        variant = await target.variants.get(key, session.capabilities)
+        assert variant.session is not None
+        return variant.session
 
     async def _record_upstream(self, session: ClientSession, up: UpstreamSession) -> None:
         """Keep the client's upstream session id in its record (another replica may continue it)."""
