@@ -658,6 +658,15 @@ class LimitsConfig(_Model):
     # Largest answer read from an upstream: a JSON body, one SSE event, an OpenAPI
     # response. Past it the call fails with an error naming the target and the limit.
     max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Largest tool result a client gets whole; past it the client gets its first part
+    # and a resource_link (mcpmux://results/{id}) to read the whole of it; 0 = off.
+    max_result_bytes: int = Field(default=1024 * 1024, ge=0)
+    # Seconds a cut result stays readable through its link.
+    result_ttl: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    # Cut results kept in memory (bytes, all sessions); past it they go to a private
+    # temporary directory, and past max_result_disk_bytes there the oldest are dropped.
+    max_result_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    max_result_disk_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
     # Largest resource URI a client may send (template routing is linear, but bounded).
     max_uri_bytes: int = Field(default=8 * 1024, gt=0)
     # Listeners: request line + headers of one request (431 past it).

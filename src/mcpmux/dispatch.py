@@ -25,7 +25,7 @@ import orjson
 from .config import GatewayConfig, LimitsConfig
 from .context import RequestContext
 from .era import Envelope, without_envelope
-from .gateway import Gateway
+from .gateway import FULL_SET, Gateway
 from .jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -39,7 +39,7 @@ from .jsonrpc import (
     result,
 )
 from .mrtr import Bridge, Continuation, origin_of
-from .multiplexer.catalog import Route
+from .multiplexer.catalog import Route, View
 from .multiplexer.search import (
     CALL_TOOL,
     DEFAULT_LIMIT,
@@ -67,6 +67,8 @@ from .protocol import (
     Kind,
 )
 from .redact import redact
+from .results import SCHEME as RESULTS_SCHEME
+from .results import ResultStore
 from .session import Call, ClientSession, Emit
 from .sessions import Sessions, client_key
 from .state import SessionRecord, SessionStore
@@ -74,6 +76,7 @@ from .target import Target
 from .tasks import TaskOwner
 from .upstream.base import UpstreamError, UpstreamSession
 from .upstream.credentials import CredentialsError, UpstreamCredentials
+from .variants import capability_key
 
 log = logging.getLogger("mcpmux.dispatch")
 
@@ -121,6 +124,8 @@ class Dispatcher:
         self.credentials = credentials
         self.sessions = sessions if sessions is not None else Sessions(lambda: gateway.config.limits, store)
         self.bridge = Bridge()
+        #: Whole results of tool calls cut at limits.max_result_bytes, behind their links.
+        self.results = ResultStore(lambda: gateway.config.limits)
         self._tasks = TaskOwner("dispatcher")
         #: stdio targets whose client-process limit was reached (warned once).
         self._overflowed: set[str] = set()
@@ -171,6 +176,7 @@ class Dispatcher:
         live, self.sessions.live = self.sessions.live, {}
         await asyncio.gather(*(s.aclose() for s in live.values()), return_exceptions=True)
         await self.gateway.aclose()
+        self.results.close()
 
     # -- sessions --------------------------------------------------------
     async def initialize(self, msg: Message, principal: Any = None, peer: str | None = None,
@@ -337,6 +343,8 @@ class Dispatcher:
                 route = self._route_name(ctx, method, params)
                 return await self._forward(ctx, route, msg, {**params, "name": route.original})
             if method == "resources/read":
+                if str(params.get("uri", "")).startswith(RESULTS_SCHEME):
+                    return await self._read_result(ctx, rid, params["uri"])
                 route = self._route_uri(ctx, method, params)
                 resp = await self._forward(ctx, route, msg, {**params, "uri": route.original})
                 return self._expose_contents(route, resp)
@@ -362,10 +370,11 @@ class Dispatcher:
             raise RPCError(INVALID_PARAMS, "cursor must be a string")
         gateway = self.gateway
         await gateway.wait_ready(gateway.config.limits.ready_grace)
-        view = gateway.view
         if kind == "tools" and ctx.server is not None and ctx.server.search:
             return self._list_out(ctx, kind, list(SEARCH_DEFS), None)
-        groups = self._visible(ctx, kind) if self.policy.varies_per_caller or ctx.server else None
+        # What each server shows a client with these capabilities (see variants.py).
+        view = await gateway.view_for(ctx.session.capabilities)
+        groups = self._visible(ctx, kind, view) if self.policy.varies_per_caller or ctx.server else None
         items, next_cursor = view.page(kind, cursor, gateway.config.limits.page_size, groups)
         return self._list_out(ctx, kind, items, next_cursor)
 
@@ -425,9 +434,8 @@ class Dispatcher:
         return result(msg["id"], {"content": [{"type": "text", "text": text}],
                                   "structuredContent": {"tools": found}, "isError": False})
 
-    def _visible(self, ctx: RequestContext, kind: Kind) -> list[tuple[str, list[dict[str, Any]]]]:
+    def _visible(self, ctx: RequestContext, kind: Kind, view: View) -> list[tuple[str, list[dict[str, Any]]]]:
         """The merged list as this caller may see it: the policy's filter step."""
-        view = self.gateway.view
         out = []
         for target, items in view.lists[kind]:
             shown = []
@@ -607,7 +615,8 @@ class Dispatcher:
                     if held is None:
                         held = self.bridge.hold(target.name, upstream, method, params, origin,
                                                 session.record.owner)
-                    return await self.bridge.await_held(session, held, rid, emit, token)
+                    resp = await self.bridge.await_held(session, held, rid, emit, token)
+                    return self._limited(session, method, resp, held.response_bytes)
             uid = upstream.next_id()
             session.inflight[rid] = (upstream, uid, asyncio.current_task(), call)
             try:
@@ -638,7 +647,26 @@ class Dispatcher:
             target.inflight -= 1
         out = dict(resp)
         out["id"] = rid
-        return out
+        return self._limited(session, method, out, call.response_bytes)
+
+    # -- oversized results -------------------------------------------------
+    def _limited(self, session: ClientSession, method: str, resp: Message, size: int | None) -> Message:
+        """A tool result over limits.max_result_bytes, cut for the client (see results.py).
+        ``size``: the answer's length as read upstream, so a normal result costs one
+        comparison; the result is serialised only when it was not measured."""
+        if method != "tools/call" or "result" not in resp:
+            return resp
+        res = resp["result"]
+        cut = self.results.limit(res, size, _result_owner(session))
+        return resp if cut is res else {**resp, "result": cut}
+
+    async def _read_result(self, ctx: RequestContext, rid: Any, uri: str) -> Message:
+        """``resources/read`` of a cut result's link: only its owner may read it, and
+        everyone else is told what an unknown URI gets."""
+        found = await self.results.read(uri, _result_owner(ctx.session))
+        if found is None:
+            raise RPCError(INVALID_PARAMS, f"unknown resource: {uri}", {"uri": uri})
+        return result(rid, found)
 
     def _call_timeout(self, target: Target, method: str, original: str) -> float:
         """Seconds of silence a call may take: per tool, else per target, else the limit."""
@@ -687,7 +715,7 @@ class Dispatcher:
                 )
             if target.session is None:
                 raise UpstreamError(target.name, f"not ready ({target.last_error or target.state})")
-            return target.session
+            return await self._shared_session(session, target)
         lock = session.opening.setdefault(target.name, asyncio.Lock())
         async with lock:
             up = session.upstreams.get(target.name)
@@ -714,6 +742,18 @@ class Dispatcher:
             session.upstreams[target.name] = up
             await self._record_upstream(session, up)
             return up
+
+    async def _shared_session(self, session: ClientSession, target: Target) -> UpstreamSession:
+        """The session a client shares with others on ``target``: the one of its capability
+        set, so the server answers it as it would answer that client (see variants.py);
+        a 2026 target needs none (capabilities travel with each request)."""
+        assert target.session is not None
+        key = capability_key(session.capabilities)
+        if key == FULL_SET or target.session_era(False) == "modern" or not self.gateway.admits(key):
+            return target.session
+        variant = await target.variants.get(key, session.capabilities)
+        assert variant.session is not None
+        return variant.session
 
     async def _record_upstream(self, session: ClientSession, up: UpstreamSession) -> None:
         """Keep the client's upstream session id in its record (another replica may continue it)."""
@@ -861,6 +901,14 @@ class Dispatcher:
 
     async def unfollow_all(self, listener: ClientSession) -> None:
         await self.gateway.subscriptions.drop(listener.id, self.gateway.targets)
+
+
+def _result_owner(session: ClientSession) -> str:
+    """Who may read a cut result back: the 2025 session that got it; for a 2026 stateless
+    request (no session), its principal (anonymous: the unguessable id alone)."""
+    if session.stateless:
+        return f"principal:{session.record.owner or ''}"
+    return f"session:{session.id}"
 
 
 def _per_replica(target: Target | None) -> bool:

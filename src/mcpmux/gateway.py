@@ -23,9 +23,13 @@ from .jsonrpc import INVALID_PARAMS, Message, RPCError
 from .multiplexer.catalog import Route, View, build_view
 from .protocol import CHANGED, KINDS, Kind
 from .subscriptions import SubscriptionRegistry
-from .target import SessionFactory, Target
+from .target import SHARED_CAPABILITIES, SessionFactory, Target
 from .tasks import TaskOwner
-from .upstream.base import UpstreamSession
+from .upstream.base import UpstreamError, UpstreamSession
+from .variants import MAX_SETS, capability_key
+
+#: The capability set of targets' catalog sessions: its clients are served the main view.
+FULL_SET = capability_key(SHARED_CAPABILITIES)
 
 log = logging.getLogger("mcpmux.gateway")
 
@@ -67,6 +71,11 @@ class Gateway:
         #: with its serverInfo, instructions and capabilities, and requests the gateway does
         #: not know are forwarded to it instead of refused.
         self.transparent = False
+        #: Views of each client capability set other than FULL_SET (dropped on any change),
+        #: and the sets admitted (at most MAX_SETS, the catalog's included).
+        self._views: dict[str, View] = {}
+        self._sets: set[str] = {FULL_SET}
+        self._generation = 0
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -197,6 +206,8 @@ class Gateway:
     def _catalog_changed(self, _target: Target | None, announced: set[Kind] | None = None) -> None:
         """Rebuild the view; tell clients what changed (and what a target announced)."""
         ready = [(t.name, t.catalog) for t in self.targets.values() if t.ready]
+        self._views.clear()
+        self._generation += 1
         old = self.view
         self.view = build_view(ready, self.config.prefix, len(self.targets), self.config.limits.max_uri_bytes,
                                {t.name: t.config.tools for t in self.targets.values()})
@@ -204,6 +215,46 @@ class Gateway:
         changed |= {CHANGED[k] for k in announced or ()}
         for method in sorted(changed):
             self.on_list_changed(method)
+
+    def admits(self, key: str) -> bool:
+        """Does this capability set get sessions of its own (see variants.py)?"""
+        if key in self._sets:
+            return True
+        if len(self._sets) >= MAX_SETS:
+            log.warning("client capability set %s: over %d sets; served the catalog sessions' lists", key, MAX_SETS)
+            return False
+        self._sets.add(key)
+        return True
+
+    async def view_for(self, capabilities: dict[str, Any]) -> View:
+        """The merged view as a client with ``capabilities`` would see each server: built
+        from each target's session of its capability set (opened on first use)."""
+        key = capability_key(capabilities)
+        if key == FULL_SET or not self.admits(key):
+            return self.view
+        view = self._views.get(key)
+        if view is not None:
+            return view
+        generation = self._generation
+        ready = [t for t in self.targets.values() if t.ready]
+        catalogs = await asyncio.gather(*(self._catalog_for(t, key, capabilities) for t in ready))
+        view = build_view(list(zip([t.name for t in ready], catalogs, strict=True)), self.config.prefix,
+                          len(self.targets), self.config.limits.max_uri_bytes,
+                          {t.name: t.config.tools for t in self.targets.values()})
+        if generation == self._generation:
+            self._views[key] = view
+        return view
+
+    async def _catalog_for(self, target: Target, key: str, capabilities: dict[str, Any]) -> Any:
+        if target.modern:
+            return target.catalog  # 2026: capabilities travel with each request
+        try:
+            variant = await asyncio.wait_for(target.variants.get(key, capabilities), target.config.timeout)
+        except (UpstreamError, TimeoutError) as exc:
+            log.warning("target '%s': no session for capabilities %s (%s); listing its catalog session's items",
+                        target.name, key, getattr(exc, "reason", "timed out"))
+            return target.catalog
+        return variant.catalog
 
     def _uris_of(self, name: str) -> Callable[[], list[str]]:
         return lambda: self.subscriptions.uris(name)

@@ -66,6 +66,7 @@ class Continuation:
         #: The upstream call held: where it runs and its id there.
         self.upstream: UpstreamSession | None = None
         self.uid: Any = None
+        self.response_bytes: int | None = None
         #: Set when a newer client request takes over waiting for this call.
         self._turn = asyncio.Event()
 

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Literal
 
 import aiohttp
@@ -33,6 +33,7 @@ from .upstream.base import DEFAULT_MAX_RESPONSE, UpstreamError, UpstreamSession
 from .upstream.http import HttpSession
 from .upstream.sse import SseSession
 from .upstream.stdio import StdioSession
+from .variants import Variants
 
 log = logging.getLogger("mcpmux.target")
 
@@ -105,7 +106,8 @@ class Target:
         self._session_factory = session_factory
         #: limits.max_response_bytes (the gateway keeps it current across reloads).
         self.max_response_bytes = DEFAULT_MAX_RESPONSE
-
+        #: Shared sessions per client capability set (lists and shared calls), see variants.py.
+        self.variants = Variants(self)
 
     @property
     def shared(self) -> bool:
@@ -254,6 +256,9 @@ class Target:
                 error = f"{type(exc).__name__}: {exc}"
             error = _one_line(redact(error))
             await session.aclose(error)
+            # Its capability-set sessions go down with it (calls on them fail naming the
+            # target); they are opened again, and listed anew, on first use after.
+            await self.variants.aclose()
             was_ready = self.session is session
             self.session = None
             self.state = "failed"
@@ -336,6 +341,22 @@ class Target:
         catalog.cache = self.catalog.cache  # _list recorded the hints there
         self.catalog = catalog
 
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``coro`` for the target's life (cancelled when it stops)."""
+        self._tasks.spawn(coro, name)
+
+    async def shared_message(self, msg: Message, session: UpstreamSession) -> None:
+        """A message on a shared session that is not a list change: the gateway's to handle."""
+        await self._on_message(self, msg, session)
+
+    def variant_changed(self, kinds: set[Kind]) -> None:
+        """A capability set's lists changed: clients re-list."""
+        self._on_change(self, kinds)
+
+    async def list_items(self, session: UpstreamSession, kind: Kind) -> list[dict[str, Any]]:
+        """Every page of one list of ``session``."""
+        return await self._list(session, kind)
+
     async def _list(self, session: UpstreamSession, kind: Kind) -> list[dict[str, Any]]:
         method, key = LIST_KEYS[kind]
         items: list[dict[str, Any]] = []
@@ -405,6 +426,7 @@ class Target:
     # -- shutdown --------------------------------------------------------
     async def aclose(self) -> None:
         await self._tasks.aclose()
+        await self.variants.aclose()
         if self.session is not None:
             await self.session.aclose("target removed")
             self.session = None

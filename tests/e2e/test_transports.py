@@ -721,10 +721,10 @@ def bridged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
 
 
 async def direct_stdio(
-    command: list[str], *requests: tuple[str, dict[str, Any] | None]
+    command: list[str], *requests: tuple[str, dict[str, Any] | None], capabilities: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    """Talk to the stdio server itself (initialize with the gateway's capabilities, then
-    ``requests``); the whole response messages."""
+    """Talk to the stdio server itself (initialize with ``capabilities``, by default the
+    gateway's, then ``requests``); the whole response messages."""
     proc = await asyncio.create_subprocess_exec(
         *command,
         stdin=asyncio.subprocess.PIPE,
@@ -740,7 +740,7 @@ async def direct_stdio(
                 "initialize",
                 {
                     "protocolVersion": "2025-11-25",
-                    "capabilities": GATEWAY_CAPS,
+                    "capabilities": GATEWAY_CAPS if capabilities is None else capabilities,
                     "clientInfo": {"name": "direct", "version": "0"},
                 },
             ),
@@ -778,7 +778,8 @@ async def test_bridge_shows_the_server_as_itself(bridged: Bridge) -> None:
     """serverInfo, instructions and capabilities are the server's own (listChanged added:
     the gateway sends it); every tool, unprefixed; a method the gateway does not know
     (``tasks/list``, from the server's ``tasks`` capability) reaches the server."""
-    direct = await direct_stdio(bridged.command, ("tools/list", None), ("tasks/list", None))
+    # The raw client declares no capabilities: the list is the one the server shows such a client.
+    direct = await direct_stdio(bridged.command, ("tools/list", None), ("tasks/list", None), capabilities={})
     d_init, d_tools, d_tasks = (m["result"] for m in direct)
     async with RawClient(bridged.gw.mcp_url) as c:
         init = await c.initialize()

@@ -145,7 +145,8 @@ async def test_log_lines_of_a_shared_process_reach_nobody_and_a_client_s_own_rea
         await chatty.request("logging/setLevel", {"level": "debug"})
         await quiet.request("tools/call", {"name": "a_echo", "arguments": {}})
         await chatty.request("tools/call", {"name": "a_echo", "arguments": {}})
-        shared, own = srv["a"].sessions  # the target's process, and chatty's own
+        # The target's catalog process, the shared one of quiet's capability set, chatty's own.
+        _catalog, shared, own = srv["a"].sessions
         assert [s for s, m in srv["a"].received if m.get("method") == "tools/call"] == [shared, own]
         assert [m["params"] for m in srv["a"].requests("logging/setLevel")] == [{"level": "debug"}]
         await srv["a"].log(shared, "warning", "whose is this?")
@@ -212,7 +213,8 @@ async def test_two_calls_in_flight_on_a_shared_process_leave_its_request_unanswe
         assert one.streamed == [] and two.streamed == []
         hold.set()
         assert "result" in await pending
-        assert len(srv["a"].sessions) == 1  # no process of their own: the limit is 0
+        # No process of their own (the limit is 0): the catalog's, and their set's shared one.
+        assert len(srv["a"].sessions) == 2
 
 
 async def test_client_processes_are_bounded_per_target_and_stopped_when_idle() -> None:
@@ -221,12 +223,12 @@ async def test_client_processes_are_bounded_per_target_and_stopped_when_idle() -
         first, second = await Client.connect(d, {"roots": {}}), await Client.connect(d, {"roots": {}})
         await first.request("tools/call", {"name": "a_echo", "arguments": {}})
         await second.request("tools/call", {"name": "a_echo", "arguments": {}})
-        shared, own = srv["a"].sessions
+        _catalog, own, shared = srv["a"].sessions  # second shares its capability set's process
         assert [s for s, m in srv["a"].received if m.get("method") == "tools/call"] == [own, shared]
         await d._reap_processes(0)  # idle for longer than 0 s: stopped
         assert own.closed.is_set() and "a" not in first.session.upstreams
         await second.request("tools/call", {"name": "a_echo", "arguments": {}})  # the slot is free
-        assert len(srv["a"].sessions) == 3 and not srv["a"].sessions[2].closed.is_set()
+        assert len(srv["a"].sessions) == 4 and not srv["a"].sessions[3].closed.is_set()
 
 
 async def test_a_server_request_for_a_capability_the_client_lacks_is_refused_to_the_target() -> None:

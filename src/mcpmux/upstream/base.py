@@ -36,6 +36,10 @@ class UpstreamError(Exception):
 class CallSink(Protocol):
     """Receives what a target sends while it serves one request of one client."""
 
+    #: Bytes of the call's response as read from the wire (set by transports that read
+    #: it whole; None: not measured), so the result size limit costs no re-serialising.
+    response_bytes: int | None
+
     @property
     def owner(self) -> object:
         """Whose call this is (a client session): requests are never guessed across owners."""
@@ -244,14 +248,17 @@ class UpstreamSession:
         await self._send(msg)
 
     # -- incoming --------------------------------------------------------
-    async def dispatch(self, msg: Any, sink: CallSink | None = None) -> None:
-        """Route one message from the target; ``sink`` is the call whose stream carried it."""
+    async def dispatch(self, msg: Any, sink: CallSink | None = None, size: int | None = None) -> None:
+        """Route one message from the target; ``sink`` is the call whose stream carried it,
+        ``size`` its length as read."""
         if not isinstance(msg, dict):
             log.warning("target '%s' sent a non-object message; ignored", self.target)
             return
         if is_response(msg):
             entry = self._pending.get(msg.get("id"))
             if entry and not entry[0].done():
+                if entry[1] is not None:
+                    entry[1].response_bytes = size
                 entry[0].set_result(msg)
             return
         if is_notification(msg):

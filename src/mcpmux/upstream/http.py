@@ -483,6 +483,8 @@ class HttpSession(UpstreamSession):
             except orjson.JSONDecodeError:
                 raise upstream_error(self.target, "answered with invalid JSON") from None
             if isinstance(data, dict) and data.get("id") == msg["id"]:
+                if sink is not None:
+                    sink.response_bytes = len(raw)
                 return data
             raise upstream_error(self.target, "answered with a message that is not our response")
         raise upstream_error(
@@ -542,6 +544,8 @@ class HttpSession(UpstreamSession):
                     log.warning("target '%s' sent invalid JSON in an SSE event", self.target)
                     continue
                 if isinstance(msg, dict) and msg.get("id") == rid and "method" not in msg:
+                    if sink is not None:
+                        sink.response_bytes = len(ev.data)
                     return msg
                 await self.dispatch(msg, sink)
         return None

@@ -86,7 +86,7 @@ class SseSession(UpstreamSession):
                         log.warning("target '%s' sent invalid JSON on its SSE stream", self.target)
                         continue
                     try:
-                        await self.dispatch(msg)
+                        await self.dispatch(msg, None, len(ev.data))
                     except Exception:
                         log.exception("target '%s': failed to route a message", self.target)
         except EventTooLarge as exc:

@@ -94,7 +94,7 @@ class StdioSession(UpstreamSession):
                 self.stderr_tail.append(f"(stdout, not JSON) {line[:200].decode('utf-8', 'replace')}")
                 continue
             try:
-                await self.dispatch(msg)
+                await self.dispatch(msg, None, len(line))
             except Exception:
                 log.exception("target '%s': failed to route a message", self.target)
         # stdout closed: the session is over whether or not the process lingers.
