@@ -106,7 +106,7 @@ class SameOriginMCP:
             if name == b"origin" and same:
                 continue
             kept.append((k, v))
-        await self.mcp({**scope, "headers": kept, "path": "/mcp"}, receive, send)
+        await self.mcp({**scope, "headers": kept}, receive, send)
 
 
 def _netloc(origin: bytes) -> bytes | None:
@@ -184,6 +184,7 @@ def admin_app(dispatcher: Dispatcher, mcp: ASGIApp | None = None,
             "discovery": {"file": gateway.config_status, **sources},
             "config": gateway.config_status,
             "playground": mcp is not None,
+            "servers": [{"name": v.name, "search": v.search} for v in gateway.config.servers],
             "tracing": _tracing_on(),
         })
 
@@ -210,7 +211,10 @@ def admin_app(dispatcher: Dispatcher, mcp: ASGIApp | None = None,
         Mount("/ui", StaticFiles(directory=UI_DIR), name="ui"),
     ]
     if mcp is not None:
-        routes.append(Route("/mcp", SameOriginMCP(mcp, token), methods=["GET", "POST", "DELETE"]))
+        same_origin = SameOriginMCP(mcp, token)
+        routes.append(Route("/mcp", same_origin, methods=["GET", "POST", "DELETE"]))
+        # Virtual servers, so the playground can try each one's subset.
+        routes.append(Route("/mcp/{server}", same_origin, methods=["GET", "POST", "DELETE"]))
     app = Starlette(routes=routes)
     return require_token(app, token) if token else app
 

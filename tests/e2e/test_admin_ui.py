@@ -40,7 +40,10 @@ def _everything() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = {"targets": [CLOCK, stdio_target("crashy", "crashy", timeout=5.0), _everything()]}
+    # clock's tools are curated (one hidden, one renamed); a virtual server shows clock's only.
+    clock = {**CLOCK, "tools": {"exclude": ["sleep"], "rename": {"add": "plus"}}}
+    config = {"targets": [clock, stdio_target("crashy", "crashy", timeout=5.0), _everything()],
+              "servers": [{"name": "timekeeping", "tools": ["clock_*"]}]}
     with run_gateway(config, tmp_path_factory.mktemp("admin-ui")) as gateway:
         yield gateway
 
@@ -121,6 +124,30 @@ def test_overview_shows_a_dying_target_without_a_reload(gw: Gateway, page: objec
     expect(row.locator("td").nth(5)).to_have_text(str(restarts + 1), timeout=WAIT)  # type: ignore[attr-defined]
     expect(row.locator(".pid")).not_to_have_text(f"pid {before['pid']}", timeout=WAIT)  # type: ignore[attr-defined]
     expect(row.locator(".badge")).to_have_text("ready", timeout=WAIT)  # type: ignore[attr-defined]
+
+
+def test_overview_says_what_curation_hid_and_renamed(gw: Gateway, page: object) -> None:
+    page.goto(gw.admin_url + "/")  # type: ignore[attr-defined]
+    curation = _row(page, "clock").locator(".curation")
+    expect(curation.locator("summary")).to_have_text("1 hidden · 1 renamed", timeout=WAIT)  # type: ignore[attr-defined]
+    curation.locator("summary").click()  # type: ignore[attr-defined]
+    expect(curation).to_contain_text("sleep hidden: excluded by 'sleep'")
+    expect(curation).to_contain_text("add shown as plus")
+    expect(_row(page, "everything").locator(".curation")).to_have_count(0)  # type: ignore[attr-defined]
+
+
+def test_playground_connects_to_a_chosen_virtual_server(gw: Gateway, page: object) -> None:
+    _playground(page, gw)
+    page.get_by_role("button", name="Disconnect").click()  # type: ignore[attr-defined]
+    page.get_by_label("Server").select_option("timekeeping")  # type: ignore[attr-defined]
+    expect(page.get_by_label("MCP endpoint", exact=True)).to_have_value(gw.admin_url + "/mcp/timekeeping")  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Connect").click()  # type: ignore[attr-defined]
+    expect(page.locator("#conn-status")).to_have_text("connected", timeout=WAIT)  # type: ignore[attr-defined]
+    names = page.locator(".item-name")  # type: ignore[attr-defined]
+    expect(names).to_have_count(2, timeout=WAIT)
+    assert sorted(names.all_inner_texts()) == ["clock_now", "clock_plus"]  # type: ignore[attr-defined]
+    _select_tool(page, "clock_now")
+    expect(_call(page)).to_have_attribute("data-outcome", "ok")
 
 
 def test_playground_calls_tools_on_two_targets(gw: Gateway, page: object) -> None:

@@ -61,6 +61,25 @@ function Counts({ counts }) {
     ${c.resourceTemplates ? html` · ${c.resourceTemplates}<small> templates</small>` : ""}</span>`;
 }
 
+// What a target's tool curation hid, renamed or overrode, and why (from /api/targets).
+function Curation({ report }) {
+  if (!report) return "";
+  const hidden = report.hidden || [], renamed = report.renamed || [], overridden = report.overridden || [],
+    unused = report.unused || [];
+  const parts = [];
+  if (hidden.length) parts.push(`${hidden.length} hidden`);
+  if (renamed.length) parts.push(`${renamed.length} renamed`);
+  if (overridden.length) parts.push(`${overridden.length} overridden`);
+  if (unused.length) parts.push(`${unused.length} unused`);
+  if (!parts.length) return "";
+  return html`<details class="curation"><summary>${parts.join(" · ")}</summary><ul>
+    ${hidden.map((h) => html`<li><code>${h.tool}</code> hidden: ${h.reason}</li>`)}
+    ${renamed.map((r) => html`<li><code>${r.tool}</code> shown as <code>${r.as}</code></li>`)}
+    ${overridden.map((o) => html`<li><code>${o.tool}</code>: ${(o.fields || []).join(", ")} overridden</li>`)}
+    ${unused.map((u) => html`<li class="warn-text"><code>${u.tool}</code> unused: ${u.reason} (a typo?)</li>`)}
+  </ul></details>`;
+}
+
 function Overview({ data, error }) {
   if (!data) return html`<p class="muted pad">${error ? `Cannot reach the admin API: ${error}` : "Loading…"}</p>`;
   const targets = data.targets || [];
@@ -86,7 +105,7 @@ function Overview({ data, error }) {
             <td>${t.kind}${t.pid ? html`<div class="sub pid">pid ${t.pid}</div>` : ""}</td>
             <td>${t.transport || "—"}${t.era ? html`<div class="sub">${t.era}</div>` : ""}</td>
             <td><${StateBadge} state=${t.state} /></td>
-            <td><${Counts} counts=${t.counts} /></td>
+            <td><${Counts} counts=${t.counts} /><${Curation} report=${t.curation} /></td>
             <td class="num">${t.restarts}</td>
             <td>${t.source}</td>
             <td class="last-error">${t.lastError || html`<span class="muted">—</span>`}</td>
@@ -223,7 +242,7 @@ function ItemList({ items, selected, onSelect, targets, keyOf }) {
   </div>`;
 }
 
-function Playground({ targets }) {
+function Playground({ targets, servers }) {
   const defaultUrl = `${location.origin}/mcp`;
   const [url, setUrl] = useState(defaultUrl);
   const [bearer, setBearer] = useState("");
@@ -359,6 +378,11 @@ function Playground({ targets }) {
 
   return html`<div class="playground">
     <form class="connect-bar card" onSubmit=${(e) => { e.preventDefault(); client ? disconnect() : connect(); }}>
+      ${(servers || []).length ? html`<label for="mcp-server">Server</label>
+      <select id="mcp-server" disabled=${!!client} onChange=${(e) => setUrl(`${location.origin}/mcp${e.currentTarget.value ? `/${e.currentTarget.value}` : ""}`)}>
+        <option value="">all targets (/mcp)</option>
+        ${servers.map((v) => html`<option value=${v.name}>${v.name}${v.search ? " (search)" : ""}</option>`)}
+      </select>` : ""}
       <label for="mcp-url">MCP endpoint</label>
       <input id="mcp-url" class="grow" value=${url} onInput=${(e) => setUrl(e.currentTarget.value)} disabled=${!!client} />
       <label for="mcp-bearer" class="sr-only">Bearer token for the MCP endpoint</label>
@@ -467,7 +491,7 @@ function App() {
   if (needToken) return html`<${Shell} page=${page} data=${data}><${TokenPrompt} wrong=${wrong} onDone=${() => { setNeedToken(false); setTick(tick + 1); }} /></${Shell}>`;
   return html`<${Shell} page=${page} data=${data} signOut=${adminToken() ? () => { sessionStorage.removeItem(TOKEN_KEY); setTick(tick + 1); } : null}>
     ${page === "overview" ? html`<${Overview} data=${data} error=${error} />` : ""}
-    ${data && opened ? html`<div hidden=${page !== "playground"}><${Playground} targets=${data.targets || []} /></div>` : ""}
+    ${data && opened ? html`<div hidden=${page !== "playground"}><${Playground} targets=${data.targets || []} servers=${data.servers || []} /></div>` : ""}
   </${Shell}>`;
 }
 
