@@ -59,8 +59,10 @@ async def test_a_line_over_the_limit_drops_the_process_cleanly_and_it_comes_back
         assert err["code"] == -32001 and err["data"] == {"target": "host"}, res
         assert "line limit" in err["message"], err
         await clock_still_answers(c)
-        state = gw.wait_target("host", "ready", timeout=30)  # restarted with backoff
-        assert state["restarts"] >= 1 and "line limit" in (gw.log())
+        # The process that sent the line (this client's capability set's) was dropped;
+        # the next call starts it again.
+        assert "line limit" in gw.log()
+        gw.wait_target("host", "ready", timeout=30)
         res = await c.call("host_echo")
         assert res["result"]["content"][0]["text"] == "echo done", res
     assert peak_rss_kb(gw.proc.pid) < RSS_BOUND_KB
