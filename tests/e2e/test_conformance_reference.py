@@ -1,0 +1,119 @@
+"""The conformance suites against the official reference server, directly and through
+mcpmux, compared check by check.
+
+The reference server is the conformance repository's own ``everything-server``
+(vendored in ``tests/peers/reference-server``, see its README): a backend nobody here
+wrote, speaking both eras, with SSE polling (it closes response streams early and
+expects ``Last-Event-ID`` resumption) and the 2026 ``subscriptions/listen`` stream.
+
+Every check that passes directly must pass through the gateway, both with the reference
+server as the only target and multiplexed beside server-everything (``prefix: never``,
+so the suite sees the names it expects). ``EXPECTED_LOST`` names, with reasons, the
+checks that may differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.conformance import (
+    ConformanceRun,
+    reference_server,
+    run_conformance_full,
+    server_everything_cmd,
+)
+from tests.support.gateway import run_gateway
+
+SUITES = [
+    pytest.param(False, None, id="0.1.16"),
+    pytest.param(True, "2025-11-25", id="alpha-2025-11-25"),
+    pytest.param(True, "2026-07-28", id="alpha-2026-07-28"),
+]
+
+_STREAM = {
+    "server-stateless/sep-2575-http-server-no-independent-requests-on-stream":
+        "being fixed: the listen stream",
+    "server-stateless/sep-2575-server-sends-prompts-list-changed-on-subscription":
+        "being fixed: list_changed on listen streams",
+    "server-stateless/sep-2575-server-sends-tools-list-changed-on-subscription":
+        "being fixed: list_changed on listen streams",
+}
+_UNKNOWN_TOOL = {
+    "tasks-capability-negotiation/sep-2663-server-rejects-undeclared-client": "being decided",
+    "tasks-dispatch-and-envelope/tasks-immediate-result-shortcut": "being decided",
+    "tasks-lifecycle/tasks-sync-tool-call": "being decided",
+}
+_RESUME = {"server-sse-polling/server-sse-disconnect-resume": "being fixed: SSE resumption"}
+
+#: ``(suite id, layout) -> {check: reason}``: checks passing directly that may not pass
+#: through the gateway. Empty is the goal.
+EXPECTED_LOST: dict[tuple[str, str], dict[str, str]] = {
+    ("alpha-2025-11-25", "single"): _RESUME,
+    ("alpha-2025-11-25", "multiplexed"): _RESUME,
+    ("alpha-2026-07-28", "single"): {**_STREAM, **_UNKNOWN_TOOL},
+    ("alpha-2026-07-28", "multiplexed"): {**_STREAM, **_UNKNOWN_TOOL},
+}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("reference") / "server.log"
+    with reference_server(log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def direct() -> dict[tuple[bool, str | None], ConformanceRun]:
+    """Direct baselines, one per suite, shared by both layouts."""
+    return {}
+
+
+def _baseline(direct: dict, url: str, alpha: bool, req: str | None) -> ConformanceRun:
+    if (alpha, req) not in direct:
+        direct[(alpha, req)] = run_conformance_full(url, alpha=alpha, requirements=req)
+    return direct[(alpha, req)]
+
+
+def _compare(base: ConformanceRun, via: ConformanceRun, expected: dict[str, str], log: str) -> None:
+    passed = base.with_status("SUCCESS")
+    assert len(passed) > 35, f"baseline too small to mean anything:\n{base.failure_report()}"
+    lost = {k for k in passed if via.statuses.get(k) != "SUCCESS"}
+    errors = {f"{c.scenario}/{c.id}": c.error or "" for c in via.checks}
+    unexpected = sorted(lost - expected.keys())
+    details = "\n".join(f"  {k}: {via.statuses.get(k)} {errors.get(k, '')}" for k in unexpected)
+    assert not unexpected, (
+        f"{len(unexpected)} checks pass directly but not through mcpmux:\n{details}\n"
+        f"--- gateway log tail:\n{log[-4000:]}"
+    )
+
+
+def _suite_id(alpha: bool, req: str | None) -> str:
+    return f"alpha-{req}" if alpha else "0.1.16"
+
+
+@pytest.mark.parametrize(("alpha", "req"), SUITES)
+def test_single_target(reference: str, direct: dict, alpha: bool, req: str | None, tmp_path: Path) -> None:
+    base = _baseline(direct, reference, alpha, req)
+    with run_gateway({"targets": [{"name": "reference", "http": {"url": reference}}]}, tmp_path) as gw:
+        via = run_conformance_full(gw.mcp_url, alpha=alpha, requirements=req)
+        _compare(base, via, EXPECTED_LOST.get((_suite_id(alpha, req), "single"), {}), gw.log())
+
+
+@pytest.mark.parametrize(("alpha", "req"), SUITES)
+def test_multiplexed_beside_server_everything(
+    reference: str, direct: dict, alpha: bool, req: str | None, tmp_path: Path
+) -> None:
+    base = _baseline(direct, reference, alpha, req)
+    cmd = server_everything_cmd("stdio")
+    config = {
+        "prefix": "never",
+        "targets": [
+            {"name": "reference", "http": {"url": reference}},
+            {"name": "everything", "stdio": {"command": cmd[0], "args": cmd[1:]}},
+        ],
+    }
+    with run_gateway(config, tmp_path) as gw:
+        via = run_conformance_full(gw.mcp_url, alpha=alpha, requirements=req)
+        _compare(base, via, EXPECTED_LOST.get((_suite_id(alpha, req), "multiplexed"), {}), gw.log())
