@@ -368,6 +368,10 @@ class Dispatcher:
             raise RPCError(INVALID_PARAMS, f"params.name must be the {what}'s name")
         view = self.gateway.view
         route = (view.tools if method == "tools/call" else view.prompts).get(name)
+        if route is None and not self.policy.varies_per_caller:
+            # With authorization rules an unlisted name stays unknown here, so a denied
+            # name and a missing one get the same answer (the target's would differ).
+            route = self.gateway.unlisted_route(name)
         if route is None:
             route = self.gateway.unavailable_route(name, what)
         action = Action(asked or method, route.target, name=route.original, arguments=params.get("arguments"))

@@ -32,19 +32,13 @@ SUITES = [
     pytest.param(True, "2026-07-28", id="alpha-2026-07-28"),
 ]
 
-_STREAM = {
-    "server-stateless/sep-2575-http-server-no-independent-requests-on-stream":
-        "being fixed: the listen stream",
-    "server-stateless/sep-2575-server-sends-prompts-list-changed-on-subscription":
-        "being fixed: list_changed on listen streams",
-    "server-stateless/sep-2575-server-sends-tools-list-changed-on-subscription":
-        "being fixed: list_changed on listen streams",
-}
-_UNKNOWN_TOOL = {
-    "tasks-capability-negotiation/sep-2663-server-rejects-undeclared-client": "being decided",
-    "tasks-dispatch-and-envelope/tasks-immediate-result-shortcut": "being decided",
-    "tasks-lifecycle/tasks-sync-tool-call": "being decided",
-}
+_UNOWNED = (
+    "the reference server answers tools it does not list (the test_trigger_*_change hooks "
+    "that mutate its lists; slow_compute and greet, which it lacks, with an isError result). "
+    "With one target, or a prefix naming the target, mcpmux sends such a name to its owner; "
+    "in a merged namespace without prefixes an unlisted name has no owner, and mcpmux "
+    "answers as the spec prescribes for an unknown tool (JSON-RPC -32602)"
+)
 _RESUME = {"server-sse-polling/server-sse-disconnect-resume": "being fixed: SSE resumption"}
 
 #: ``(suite id, layout) -> {check: reason}``: checks passing directly that may not pass
@@ -52,8 +46,13 @@ _RESUME = {"server-sse-polling/server-sse-disconnect-resume": "being fixed: SSE 
 EXPECTED_LOST: dict[tuple[str, str], dict[str, str]] = {
     ("alpha-2025-11-25", "single"): _RESUME,
     ("alpha-2025-11-25", "multiplexed"): _RESUME,
-    ("alpha-2026-07-28", "single"): {**_STREAM, **_UNKNOWN_TOOL},
-    ("alpha-2026-07-28", "multiplexed"): {**_STREAM, **_UNKNOWN_TOOL},
+    ("alpha-2026-07-28", "multiplexed"): dict.fromkeys([
+        "server-stateless/sep-2575-server-sends-prompts-list-changed-on-subscription",
+        "server-stateless/sep-2575-server-sends-tools-list-changed-on-subscription",
+        "tasks-capability-negotiation/sep-2663-server-rejects-undeclared-client",
+        "tasks-dispatch-and-envelope/tasks-immediate-result-shortcut",
+        "tasks-lifecycle/tasks-sync-tool-call",
+    ], _UNOWNED),
 }
 
 
