@@ -79,11 +79,14 @@ class Call:
         self.pause()  # the client's answer may take a person's time
         await self.session.relay_request(msg, upstream, self.emit, self)
 
-    async def paused(self, retry_ms: int | None) -> None:
-        """The target closed its answer stream to be polled; let our client poll too."""
+    async def paused(self, retry_ms: int | None) -> asyncio.Event | None:
+        """The target closed its answer stream to be polled; let our client poll too.
+        Returns what is set when our client resumes (the target is resumed then)."""
         pause = getattr(self.emit, "pause", None)
-        if pause is not None:
-            await pause(retry_ms)
+        if pause is None:
+            return None
+        returned: asyncio.Event | None = await pause(retry_ms)
+        return returned
 
 
 class ClientSession:

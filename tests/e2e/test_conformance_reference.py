@@ -14,9 +14,11 @@ checks that may differ.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.support.conformance import (
     ConformanceRun,
@@ -39,13 +41,10 @@ _UNOWNED = (
     "in a merged namespace without prefixes an unlisted name has no owner, and mcpmux "
     "answers as the spec prescribes for an unknown tool (JSON-RPC -32602)"
 )
-_RESUME = {"server-sse-polling/server-sse-disconnect-resume": "being fixed: SSE resumption"}
 
 #: ``(suite id, layout) -> {check: reason}``: checks passing directly that may not pass
 #: through the gateway. Empty is the goal.
 EXPECTED_LOST: dict[tuple[str, str], dict[str, str]] = {
-    ("alpha-2025-11-25", "single"): _RESUME,
-    ("alpha-2025-11-25", "multiplexed"): _RESUME,
     ("alpha-2026-07-28", "multiplexed"): dict.fromkeys([
         "server-stateless/sep-2575-server-sends-prompts-list-changed-on-subscription",
         "server-stateless/sep-2575-server-sends-tools-list-changed-on-subscription",
@@ -116,3 +115,62 @@ def test_multiplexed_beside_server_everything(
     with run_gateway(config, tmp_path) as gw:
         via = run_conformance_full(gw.mcp_url, alpha=alpha, requirements=req)
         _compare(base, via, EXPECTED_LOST.get((_suite_id(alpha, req), "multiplexed"), {}), gw.log())
+
+
+
+def _events(lines: Iterable[str]) -> Iterator[tuple[str | None, str]]:
+    """(id, data) of each SSE event; ``retry``-only events too (data "")."""
+    event_id, data = None, ""
+    for line in lines:
+        if not line:
+            yield event_id, data
+            event_id, data = None, ""
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()
+
+
+def _polled_call(url: str) -> tuple[list[dict], dict | None]:
+    """``test_reconnection`` as a polling client makes it: the messages on the POST
+    stream, then the answer read on a GET with Last-Event-ID. The GET waits at most 4 s,
+    less than the 5 s ``retry`` the reference server sets: a hop that resumes its target
+    only when that delay is over, not when its client comes back, makes it wait longer."""
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    accept = {"accept": "application/json, text/event-stream"}
+    with httpx.Client(timeout=10) as http:
+        first = http.post(url, json=init, headers=accept)
+        sid = first.headers["mcp-session-id"]
+        headers = {**accept, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
+        http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "test_reconnection", "arguments": {}}}
+        on_post: list[dict] = []
+        last_id = None
+        with http.stream("POST", url, json=call, headers=headers) as resp:
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            for event_id, data in _events(resp.iter_lines()):
+                last_id = event_id or last_id
+                if data:
+                    on_post.append(json.loads(data))
+        assert last_id is not None, "no event id to resume from"
+        get = {**headers, "accept": "text/event-stream", "last-event-id": last_id}
+        with http.stream("GET", url, headers=get, timeout=httpx.Timeout(10, read=4)) as resp:
+            assert resp.status_code == 200
+            for _, data in _events(resp.iter_lines()):
+                msg = json.loads(data) if data else {}
+                if msg.get("id") == 1:
+                    return on_post, msg
+    return on_post, None
+
+
+def test_a_closed_stream_is_resumed_as_directly(reference: str, tmp_path: Path) -> None:
+    """The target closes its answer stream mid-call (SEP-1699): the client's stream closes
+    too, without the answer, and its GET with Last-Event-ID gets the answer, as directly."""
+    direct_post, direct_answer = _polled_call(reference)
+    with run_gateway({"targets": [{"name": "reference", "http": {"url": reference}}]}, tmp_path) as gw:
+        via_post, via_answer = _polled_call(gw.mcp_url)
+    assert direct_post == [] and via_post == []
+    assert direct_answer is not None and via_answer is not None
+    assert via_answer["result"] == direct_answer["result"]

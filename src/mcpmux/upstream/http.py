@@ -505,9 +505,15 @@ class HttpSession(UpstreamSession):
                 raise upstream_error(self.target, "response stream ended without a response")
             resumes += 1
             paused = getattr(sink, "paused", None)
-            if paused is not None:
-                await paused(parser.retry)
-            await asyncio.sleep((parser.retry or 0) / 1000)
+            returned = await paused(parser.retry) if paused is not None else None
+            # Resume when the target's retry delay is over, or as soon as our client comes
+            # back (as it would come back to the target directly): it is waiting then.
+            delay = (parser.retry or 0) / 1000
+            if returned is None:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(returned.wait(), delay)
             headers = await self._request_headers()
             headers["Accept"] = "text/event-stream"
             headers["Last-Event-ID"] = parser.last_event_id
