@@ -21,6 +21,7 @@ from . import __version__, era
 from .config import GatewayConfig, TargetConfig
 from .jsonrpc import INVALID_PARAMS, Message, RPCError
 from .multiplexer.catalog import Route, View, build_view
+from .multiplexer.tasks import merge_capability
 from .protocol import CHANGED, KINDS, Kind
 from .subscriptions import SubscriptionRegistry
 from .target import SessionFactory, Target
@@ -305,6 +306,9 @@ class Gateway:
                     caps[key] = {}
             if isinstance(tc.get("experimental"), dict):
                 caps.setdefault("experimental", {}).update(tc["experimental"])
+            if isinstance(tc.get("tasks"), dict):
+                # Carried from the targets (the gateway routes tasks, it runs none).
+                merge_capability(caps.setdefault("tasks", {}), tc["tasks"])
         return caps
 
     def initialize_result(self, version: str) -> dict[str, Any]:

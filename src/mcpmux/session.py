@@ -38,7 +38,7 @@ class Call:
     Anything the target sends for the call restarts it; while the client is being asked
     something (sampling, elicitation) it is paused, and the answer restarts it."""
 
-    __slots__ = ("cancelled", "deadline", "emit", "session", "target", "timeout", "token")
+    __slots__ = ("cancelled", "deadline", "emit", "expose", "session", "target", "timeout", "token")
 
     def __init__(self, session: ClientSession, target: str, emit: Emit | None, token: Any) -> None:
         self.session = session
@@ -48,6 +48,8 @@ class Call:
         self.cancelled = False
         self.timeout = 0.0
         self.deadline: asyncio.Timeout | None = None
+        #: Rewrites the target's task ids in what it sends (targets with tasks).
+        self.expose: Callable[[Message], Message] | None = None
 
     def keep_alive(self) -> None:
         if self.deadline is not None and not self.deadline.expired():
@@ -66,6 +68,8 @@ class Call:
             msg = {**msg, "params": {**msg.get("params", {}), "progressToken": self.token}}
         elif method == "notifications/message" and not self.session.admits(msg):
             return
+        if self.expose is not None:
+            msg = self.expose(msg)
         await self.session.send(msg, self.emit)
 
     @property
