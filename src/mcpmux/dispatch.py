@@ -312,10 +312,10 @@ class Dispatcher:
             if method == "prompts/get":
                 route = self._route_name(ctx, method, params)
                 return await self._forward(ctx, route, msg, {**params, "name": route.original})
-            if method in BY_ID:
+            if (method in BY_ID or method == "tasks/list") and self._tasks_here(session):
+                if method == "tasks/list":
+                    return result(rid, await self._task_list(ctx, msg))
                 return await self._task_request(ctx, msg, params)
-            if method == "tasks/list":
-                return result(rid, await self._task_list(ctx, msg))
             if method == "resources/read":
                 route = self._route_uri(ctx, method, params)
                 resp = await self._forward(ctx, route, msg, {**params, "uri": route.original})
@@ -440,6 +440,14 @@ class Dispatcher:
     @property
     def task_ids(self) -> TaskIds:
         return TaskIds(self.bridge.sealer)  # replicas swap in a shared sealer
+
+    def _tasks_here(self, session: ClientSession) -> bool:
+        """Are the 2025-11-25 tasks/* methods served? Only to handshake sessions (2026
+        removed tasks/result and tasks/list) and only if some target has tasks; else
+        they are unknown methods, as on a server without tasks."""
+        return not session.stateless and any(
+            isinstance(t.catalog.capabilities.get("tasks"), dict) for t in self.gateway.targets.values()
+        )
 
     def _has_tasks(self, target: str, *path: str) -> bool:
         t = self.gateway.targets.get(target)
