@@ -49,6 +49,7 @@ from .multiplexer.search import (
     ToolIndex,
 )
 from .multiplexer.servers import VirtualServer, build_servers
+from .multiplexer.tasks import BY_ID, TaskIds, scope_of, supports
 from .observability.observer import Observer
 from .policy import Action, AllowAll, Policy
 from .policy.servers import EndpointScoped
@@ -81,6 +82,8 @@ from .variants import capability_key
 log = logging.getLogger("mcpmux.dispatch")
 
 REAP_INTERVAL = 30.0
+#: Pages of one target's tasks/list read for a merged list.
+MAX_TASK_PAGES = 50
 #: Client capabilities a target may need a client's own session for.
 RELAYED = ("sampling", "elicitation", "roots")
 _tokens = itertools.count(1)
@@ -339,9 +342,21 @@ class Dispatcher:
                 return result(rid, await self.list_page(ctx, kind, params.get("cursor")))
             if searching:
                 return await self._search_endpoint(ctx, msg, params)
-            if method == "tools/call" or method == "prompts/get":
+            if method == "tools/call":
+                route = self._route_name(ctx, method, params)
+                forwarded = {**params, "name": route.original}
+                if not self._has_tasks(route.target):
+                    # A server without tasks processes a task-augmented call normally.
+                    forwarded.pop("task", None)
+                    return await self._forward(ctx, route, msg, forwarded)
+                return self._expose_tasks(ctx, route.target, await self._forward(ctx, route, msg, forwarded))
+            if method == "prompts/get":
                 route = self._route_name(ctx, method, params)
                 return await self._forward(ctx, route, msg, {**params, "name": route.original})
+            if (method in BY_ID or method == "tasks/list") and self._tasks_here(session):
+                if method == "tasks/list":
+                    return result(rid, await self._task_list(ctx, msg))
+                return await self._task_request(ctx, msg, params)
             if method == "resources/read":
                 if str(params.get("uri", "")).startswith(RESULTS_SCHEME):
                     return await self._read_result(ctx, rid, params["uri"])
@@ -464,6 +479,10 @@ class Dispatcher:
             raise RPCError(INVALID_PARAMS, f"params.name must be the {what}'s name")
         view = self.gateway.view
         route = (view.tools if method == "tools/call" else view.prompts).get(name)
+        if route is None and not self.policy.varies_per_caller:
+            # With authorization rules an unlisted name stays unknown here, so a denied
+            # name and a missing one get the same answer (the target's would differ).
+            route = self.gateway.unlisted_route(name)
         if route is None:
             route = self.gateway.unavailable_route(name, what)
         action = Action(asked or method, route.target, name=route.original, arguments=params.get("arguments"),
@@ -517,6 +536,60 @@ class Dispatcher:
         else:
             raise RPCError(INVALID_PARAMS, "params.ref.type must be ref/prompt or ref/resource")
         return await self._forward(ctx, route, msg, {**params, "ref": new_ref})
+
+    # -- tasks (2025-11-25): carried from the targets that have them ----------
+    @property
+    def task_ids(self) -> TaskIds:
+        return TaskIds(self.bridge.sealer)  # replicas swap in a shared sealer
+
+    def _tasks_here(self, session: ClientSession) -> bool:
+        """Are the 2025-11-25 tasks/* methods served? Only to handshake sessions (2026
+        removed tasks/result and tasks/list) and only if some target has tasks; else
+        they are unknown methods, as on a server without tasks."""
+        return not session.stateless and any(
+            isinstance(t.catalog.capabilities.get("tasks"), dict) for t in self.gateway.targets.values()
+        )
+
+    def _has_tasks(self, target: str, *path: str) -> bool:
+        t = self.gateway.targets.get(target)
+        return t is not None and supports(t.catalog.capabilities, *(path or ("requests", "tools", "call")))
+
+    def _expose_tasks(self, ctx: RequestContext, target: str, resp: Message) -> Message:
+        scope = scope_of(ctx.session.id, ctx.session.record.owner)
+        return self.task_ids.expose(resp, target, scope)
+
+    async def _task_request(self, ctx: RequestContext, msg: Message, params: dict[str, Any]) -> Message:
+        """tasks/get, tasks/result, tasks/cancel: to the target whose sealed id it is."""
+        scope = scope_of(ctx.session.id, ctx.session.record.owner)
+        target, task_id = self.task_ids.open(params.get("taskId"), scope)
+        if not self.policy.authorize(ctx, Action(msg["method"], target)):
+            raise RPCError(INVALID_PARAMS, f"unknown task: {params.get('taskId')}")
+        resp = await self._forward(ctx, Route(target, ""), msg, {**params, "taskId": task_id})
+        return self._expose_tasks(ctx, target, resp)
+
+    async def _task_list(self, ctx: RequestContext, msg: Message) -> dict[str, Any]:
+        """Every target's tasks of this caller, each target's pages read to the end. A
+        target reached through a shared session is skipped: its list mixes callers."""
+        tasks: list[Any] = []
+        for name, target in list(self.gateway.targets.items()):
+            if not (target.ready and self._has_tasks(name, "list")
+                    and self.policy.authorize(ctx, Action("tasks/list", name))):
+                continue
+            up = ctx.session.upstreams.get(name)
+            if up is None or not up.single_owner or up.closed.is_set():
+                continue
+            cursor: Any = None
+            for _ in range(MAX_TASK_PAGES):
+                page_params = {"cursor": cursor} if cursor is not None else {}
+                resp = await self._forward(ctx, Route(name, ""), {**msg, "params": page_params}, page_params)
+                page = self._expose_tasks(ctx, name, resp).get("result")
+                if not isinstance(page, dict):
+                    break
+                tasks.extend(page.get("tasks") or [])
+                cursor = page.get("nextCursor")
+                if not isinstance(cursor, str):
+                    break
+        return {"tasks": tasks}
 
     # -- per-client state ------------------------------------------------
     async def _subscription(self, ctx: RequestContext, method: str, msg: Message, params: dict[str, Any]) -> Message:
@@ -600,6 +673,9 @@ class Dispatcher:
         if session.stateless and "requestState" in params:
             params, held = await self.bridge.resume(route.target, origin, params, session.record.owner)
         call = Call(session, route.target, emit, token)
+        if self._has_tasks(route.target):
+            scope = scope_of(session.id, session.record.owner)
+            call.expose = lambda m: self.task_ids.expose(m, route.target, scope)
         target.inflight += 1
         try:
             upstream = await self.upstream_for(session, target)
@@ -847,6 +923,8 @@ class Dispatcher:
             if session.admits(msg):
                 session.post(msg)
         elif method != "notifications/progress":
+            if self._has_tasks(upstream.target, "list") or self._has_tasks(upstream.target):
+                msg = self.task_ids.expose(msg, upstream.target, scope_of(session.id, session.record.owner))
             session.post(msg)
 
     async def _target_message(self, target: Target, msg: Message, upstream: UpstreamSession) -> None:

@@ -38,7 +38,8 @@ class Call:
     Anything the target sends for the call restarts it; while the client is being asked
     something (sampling, elicitation) it is paused, and the answer restarts it."""
 
-    __slots__ = ("cancelled", "deadline", "emit", "response_bytes", "session", "target", "timeout", "token")
+    __slots__ = ("cancelled", "deadline", "emit", "expose", "response_bytes", "session", "target", "timeout",
+                 "token")
 
     def __init__(self, session: ClientSession, target: str, emit: Emit | None, token: Any) -> None:
         self.session = session
@@ -49,6 +50,8 @@ class Call:
         self.timeout = 0.0
         self.deadline: asyncio.Timeout | None = None
         self.response_bytes: int | None = None
+        #: Rewrites the target's task ids in what it sends (targets with tasks).
+        self.expose: Callable[[Message], Message] | None = None
 
     def keep_alive(self) -> None:
         if self.deadline is not None and not self.deadline.expired():
@@ -67,6 +70,8 @@ class Call:
             msg = {**msg, "params": {**msg.get("params", {}), "progressToken": self.token}}
         elif method == "notifications/message" and not self.session.admits(msg):
             return
+        if self.expose is not None:
+            msg = self.expose(msg)
         await self.session.send(msg, self.emit)
 
     @property
@@ -80,11 +85,14 @@ class Call:
         self.pause()  # the client's answer may take a person's time
         await self.session.relay_request(msg, upstream, self.emit, self)
 
-    async def paused(self, retry_ms: int | None) -> None:
-        """The target closed its answer stream to be polled; let our client poll too."""
+    async def paused(self, retry_ms: int | None) -> asyncio.Event | None:
+        """The target closed its answer stream to be polled; let our client poll too.
+        Returns what is set when our client resumes (the target is resumed then)."""
         pause = getattr(self.emit, "pause", None)
-        if pause is not None:
-            await pause(retry_ms)
+        if pause is None:
+            return None
+        returned: asyncio.Event | None = await pause(retry_ms)
+        return returned
 
 
 class ClientSession:

@@ -235,3 +235,67 @@ def conformance_backend(
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def reference_server_cmd() -> list[str]:
+    """Argv of the conformance repository's ``everything-server`` (vendored, run by tsx).
+
+    It listens on ``$PORT`` (pass a free one: ``PORT=0`` is logged, not resolved) on
+    127.0.0.1 (``loopback.mjs`` is preloaded), serves ``/mcp`` for both eras, and prints
+    ``MCP Conformance Test Server running on http://localhost:N`` once listening.
+    """
+    here = peers_dir() / "reference-server"
+    # tsx's loader in this process (its CLI would re-spawn Node without our preload).
+    tsx = _require(peers_dir() / "node_modules" / "tsx" / "dist" / "loader.mjs")
+    return [
+        str(node22_path()),
+        "--import",
+        (here / "loopback.mjs").as_uri(),
+        "--import",
+        tsx.as_uri(),
+        str(_require(here / "everything-server.ts")),
+    ]
+
+
+@contextmanager
+def reference_server(log_path: Path, *, startup_timeout: float = 60) -> Iterator[str]:
+    """Run the reference server on a free loopback port; yield its ``/mcp`` URL.
+
+    Output goes to ``log_path`` (it logs every session; an unread pipe would block it),
+    and it gets its own process group, which is killed on exit.
+    """
+    import signal
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    ready = f"running on http://localhost:{port}"
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(
+            reference_server_cmd(),
+            cwd=peers_dir() / "reference-server",
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PORT": str(port)},
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while ready not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"reference server did not start (exit {proc.poll()}):\n"
+                    f"{log_path.read_text(errors='replace')[-2000:]}"
+                )
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

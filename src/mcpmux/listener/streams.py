@@ -79,6 +79,7 @@ class ResponseStream:
         "resumable",
         "retain",
         "retained",
+        "returned",
         "rid",
         "seq",
         "started",
@@ -100,6 +101,8 @@ class ResponseStream:
         #: Events copied out (they are dropped again once the answer was delivered).
         self.retained = 0
         self.rid: Any = None
+        #: Set when the client comes back after a pause (the target is resumed then too).
+        self.returned = asyncio.Event()
 
     async def open(self) -> None:
         """Start the SSE answer now (resumable sessions): priming event + retry hint."""
@@ -187,19 +190,23 @@ class ResponseStream:
         """Finished on a live connection: nobody will come back for it."""
         return self.finished.is_set() and self._send is not None
 
-    async def pause(self, retry_ms: int | None) -> None:
-        """The target closed its stream so the client polls: close ours the same way."""
+    async def pause(self, retry_ms: int | None) -> asyncio.Event | None:
+        """The target closed its stream so the client polls: close ours the same way.
+        Returns what is set when the client resumes (None: nothing was closed)."""
         if not self.resumable or self._send is None or self.finished.is_set():
-            return
+            return None
         if not self.started:
             await self._start()
+        self.returned.clear()
         await self._write(f"retry: {retry_ms or RETRY_MS}\n\n".encode(), more=False)
         self._send = None
+        return self.returned
 
     async def resume(self, send: Send, after: int) -> None:
         """A client came back with Last-Event-ID: replay, then follow to the answer."""
         await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.headers]})
         self._send = send
+        self.returned.set()
         for seq, data in list(self.events):
             if seq > after:
                 await self._write(data, more=True)

@@ -12,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import orjson
 
-from .. import era
+from .. import era, jsonlines
 from ..jsonrpc import Message, obj
 from ..observability.tracing import add_trace_headers
 from ..redact import redact
@@ -332,17 +332,17 @@ class HttpSession(UpstreamSession):
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
                     allow_redirects=False,
                 ) as resp:
-                    if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+                    ctype = resp.headers.get("Content-Type", "")
+                    sse = ctype.startswith("text/event-stream")
+                    if resp.status != 200 or not (sse or ctype.startswith("application/json")):
                         log.info("target '%s': no subscriptions/listen stream (HTTP %d)", self.target, resp.status)
                         return
                     backoff = 1.0
-                    parser = Parser(self.max_response)
+                    parser = Parser(self.max_response) if sse else jsonlines.LineParser(self.max_response)
                     async for chunk in resp.content.iter_any():
-                        for ev in parser.feed(chunk):
-                            if not ev.data:
-                                continue
+                        for data in _payloads(parser, chunk):
                             try:
-                                note = orjson.loads(ev.data)
+                                note = orjson.loads(data)
                             except orjson.JSONDecodeError:
                                 continue
                             if not (isinstance(note, dict) and "method" in note and "id" not in note):
@@ -479,13 +479,17 @@ class HttpSession(UpstreamSession):
         if ctype.startswith("application/json"):
             raw = await resp.read(self.max_response)
             try:
-                data = orjson.loads(raw)
+                found = jsonlines.messages(raw)
             except orjson.JSONDecodeError:
                 raise upstream_error(self.target, "answered with invalid JSON") from None
-            if isinstance(data, dict) and data.get("id") == msg["id"]:
-                if sink is not None:
-                    sink.response_bytes = len(raw)
-                return data
+            # One message, or (newline-delimited) notifications before the response.
+            for data in found:
+                if isinstance(data, dict) and data.get("id") == msg["id"] and "method" not in data:
+                    if sink is not None:
+                        sink.response_bytes = len(raw)
+                    return data
+                if isinstance(data, dict):
+                    await self.dispatch(data, sink)
             raise upstream_error(self.target, "answered with a message that is not our response")
         raise upstream_error(
             self.target, f"answered with unexpected content type {ctype or '(none)'}"
@@ -503,9 +507,15 @@ class HttpSession(UpstreamSession):
                 raise upstream_error(self.target, "response stream ended without a response")
             resumes += 1
             paused = getattr(sink, "paused", None)
-            if paused is not None:
-                await paused(parser.retry)
-            await asyncio.sleep((parser.retry or 0) / 1000)
+            returned = await paused(parser.retry) if paused is not None else None
+            # Resume when the target's retry delay is over, or as soon as our client comes
+            # back (as it would come back to the target directly): it is waiting then.
+            delay = (parser.retry or 0) / 1000
+            if returned is None:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(returned.wait(), delay)
             headers = await self._request_headers()
             headers["Accept"] = "text/event-stream"
             headers["Last-Event-ID"] = parser.last_event_id
@@ -655,6 +665,13 @@ async def error_body(resp: aiohttp.ClientResponse, chars: int = ERROR_BODY_CHARS
     if not resp.content.is_eof():
         resp.close()
     return redact(raw.decode("utf-8", "replace")[:chars].strip())
+
+
+def _payloads(parser: Parser | jsonlines.LineParser, chunk: bytes) -> list[bytes | str]:
+    """The messages in a chunk of a stream: SSE events' data, or JSON lines."""
+    if isinstance(parser, Parser):
+        return [ev.data for ev in parser.feed(chunk) if ev.data]
+    return list(parser.feed(chunk))
 
 
 def _untagged(note: Message) -> Message:

@@ -1,0 +1,176 @@
+"""The conformance suites against the official reference server, directly and through
+mcpmux, compared check by check.
+
+The reference server is the conformance repository's own ``everything-server``
+(vendored in ``tests/peers/reference-server``, see its README): a backend nobody here
+wrote, speaking both eras, with SSE polling (it closes response streams early and
+expects ``Last-Event-ID`` resumption) and the 2026 ``subscriptions/listen`` stream.
+
+Every check that passes directly must pass through the gateway, both with the reference
+server as the only target and multiplexed beside server-everything (``prefix: never``,
+so the suite sees the names it expects). ``EXPECTED_LOST`` names, with reasons, the
+checks that may differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.support.conformance import (
+    ConformanceRun,
+    reference_server,
+    run_conformance_full,
+    server_everything_cmd,
+)
+from tests.support.gateway import run_gateway
+
+SUITES = [
+    pytest.param(False, None, id="0.1.16"),
+    pytest.param(True, "2025-11-25", id="alpha-2025-11-25"),
+    pytest.param(True, "2026-07-28", id="alpha-2026-07-28"),
+]
+
+_UNOWNED = (
+    "the reference server answers tools it does not list (the test_trigger_*_change hooks "
+    "that mutate its lists; slow_compute and greet, which it lacks, with an isError result). "
+    "With one target, or a prefix naming the target, mcpmux sends such a name to its owner; "
+    "in a merged namespace without prefixes an unlisted name has no owner, and mcpmux "
+    "answers as the spec prescribes for an unknown tool (JSON-RPC -32602)"
+)
+
+#: ``(suite id, layout) -> {check: reason}``: checks passing directly that may not pass
+#: through the gateway. Empty is the goal.
+EXPECTED_LOST: dict[tuple[str, str], dict[str, str]] = {
+    ("alpha-2026-07-28", "multiplexed"): dict.fromkeys([
+        "server-stateless/sep-2575-server-sends-prompts-list-changed-on-subscription",
+        "server-stateless/sep-2575-server-sends-tools-list-changed-on-subscription",
+        "tasks-capability-negotiation/sep-2663-server-rejects-undeclared-client",
+        "tasks-dispatch-and-envelope/tasks-immediate-result-shortcut",
+        "tasks-lifecycle/tasks-sync-tool-call",
+    ], _UNOWNED),
+}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("reference") / "server.log"
+    with reference_server(log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def direct() -> dict[tuple[bool, str | None], ConformanceRun]:
+    """Direct baselines, one per suite, shared by both layouts."""
+    return {}
+
+
+def _baseline(direct: dict, url: str, alpha: bool, req: str | None) -> ConformanceRun:
+    if (alpha, req) not in direct:
+        direct[(alpha, req)] = run_conformance_full(url, alpha=alpha, requirements=req)
+    return direct[(alpha, req)]
+
+
+def _compare(base: ConformanceRun, via: ConformanceRun, expected: dict[str, str], log: str) -> None:
+    passed = base.with_status("SUCCESS")
+    assert len(passed) > 35, f"baseline too small to mean anything:\n{base.failure_report()}"
+    lost = {k for k in passed if via.statuses.get(k) != "SUCCESS"}
+    errors = {f"{c.scenario}/{c.id}": c.error or "" for c in via.checks}
+    unexpected = sorted(lost - expected.keys())
+    details = "\n".join(f"  {k}: {via.statuses.get(k)} {errors.get(k, '')}" for k in unexpected)
+    assert not unexpected, (
+        f"{len(unexpected)} checks pass directly but not through mcpmux:\n{details}\n"
+        f"--- gateway log tail:\n{log[-4000:]}"
+    )
+
+
+def _suite_id(alpha: bool, req: str | None) -> str:
+    return f"alpha-{req}" if alpha else "0.1.16"
+
+
+@pytest.mark.parametrize(("alpha", "req"), SUITES)
+def test_single_target(reference: str, direct: dict, alpha: bool, req: str | None, tmp_path: Path) -> None:
+    base = _baseline(direct, reference, alpha, req)
+    with run_gateway({"targets": [{"name": "reference", "http": {"url": reference}}]}, tmp_path) as gw:
+        via = run_conformance_full(gw.mcp_url, alpha=alpha, requirements=req)
+        _compare(base, via, EXPECTED_LOST.get((_suite_id(alpha, req), "single"), {}), gw.log())
+
+
+@pytest.mark.parametrize(("alpha", "req"), SUITES)
+def test_multiplexed_beside_server_everything(
+    reference: str, direct: dict, alpha: bool, req: str | None, tmp_path: Path
+) -> None:
+    base = _baseline(direct, reference, alpha, req)
+    cmd = server_everything_cmd("stdio")
+    config = {
+        "prefix": "never",
+        "targets": [
+            {"name": "reference", "http": {"url": reference}},
+            {"name": "everything", "stdio": {"command": cmd[0], "args": cmd[1:]}},
+        ],
+    }
+    with run_gateway(config, tmp_path) as gw:
+        via = run_conformance_full(gw.mcp_url, alpha=alpha, requirements=req)
+        _compare(base, via, EXPECTED_LOST.get((_suite_id(alpha, req), "multiplexed"), {}), gw.log())
+
+
+
+def _events(lines: Iterable[str]) -> Iterator[tuple[str | None, str]]:
+    """(id, data) of each SSE event; ``retry``-only events too (data "")."""
+    event_id, data = None, ""
+    for line in lines:
+        if not line:
+            yield event_id, data
+            event_id, data = None, ""
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()
+
+
+def _polled_call(url: str) -> tuple[list[dict], dict | None]:
+    """``test_reconnection`` as a polling client makes it: the messages on the POST
+    stream, then the answer read on a GET with Last-Event-ID. The GET waits at most 4 s,
+    less than the 5 s ``retry`` the reference server sets: a hop that resumes its target
+    only when that delay is over, not when its client comes back, makes it wait longer."""
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    accept = {"accept": "application/json, text/event-stream"}
+    with httpx.Client(timeout=10) as http:
+        first = http.post(url, json=init, headers=accept)
+        sid = first.headers["mcp-session-id"]
+        headers = {**accept, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
+        http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "test_reconnection", "arguments": {}}}
+        on_post: list[dict] = []
+        last_id = None
+        with http.stream("POST", url, json=call, headers=headers) as resp:
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            for event_id, data in _events(resp.iter_lines()):
+                last_id = event_id or last_id
+                if data:
+                    on_post.append(json.loads(data))
+        assert last_id is not None, "no event id to resume from"
+        get = {**headers, "accept": "text/event-stream", "last-event-id": last_id}
+        with http.stream("GET", url, headers=get, timeout=httpx.Timeout(10, read=4)) as resp:
+            assert resp.status_code == 200
+            for _, data in _events(resp.iter_lines()):
+                msg = json.loads(data) if data else {}
+                if msg.get("id") == 1:
+                    return on_post, msg
+    return on_post, None
+
+
+def test_a_closed_stream_is_resumed_as_directly(reference: str, tmp_path: Path) -> None:
+    """The target closes its answer stream mid-call (SEP-1699): the client's stream closes
+    too, without the answer, and its GET with Last-Event-ID gets the answer, as directly."""
+    direct_post, direct_answer = _polled_call(reference)
+    with run_gateway({"targets": [{"name": "reference", "http": {"url": reference}}]}, tmp_path) as gw:
+        via_post, via_answer = _polled_call(gw.mcp_url)
+    assert direct_post == [] and via_post == []
+    assert direct_answer is not None and via_answer is not None
+    assert via_answer["result"] == direct_answer["result"]
