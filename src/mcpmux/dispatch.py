@@ -482,7 +482,7 @@ class Dispatcher:
         if route is None and not self.policy.varies_per_caller:
             # With authorization rules an unlisted name stays unknown here, so a denied
             # name and a missing one get the same answer (the target's would differ).
-            route = self.gateway.unlisted_route(name)
+            route = self.gateway.unlisted_route(name, "tools" if method == "tools/call" else "prompts")
         if route is None:
             route = self.gateway.unavailable_route(name, what)
         action = Action(asked or method, route.target, name=route.original, arguments=params.get("arguments"),
@@ -600,12 +600,12 @@ class Dispatcher:
         target = self.gateway.targets.get(route.target)
         if target is not None and (target.session_era(False) == "modern"
                                    or (target.shared and not self._has_own(session, target))):
-            # Followed on the target's own session, counted across clients.
+            # Followed on the shared session that serves the client's calls, counted across clients.
             registry = self.gateway.subscriptions
             if subscribe:
-                resp = await registry.add(target, route.original, session.id)
+                resp = await self._follow_shared(session, target, route.original, session.id)
             else:
-                resp = await registry.remove(target, route.original, session.id)
+                resp = await registry.remove(target, route.original, session.id, self._scope(session, target))
             ok = "result" in resp
         else:
             resp = await self._forward(ctx, route, msg, {**params, "uri": route.original})
@@ -629,7 +629,7 @@ class Dispatcher:
         if route is None or target is None or not target.ready:
             return False
         if target.session_era(False) == "modern" or (target.shared and not self._has_own(session, target)):
-            resp = await self.gateway.subscriptions.add(target, route.original, session.id)
+            resp = await self._follow_shared(session, target, route.original, session.id)
         else:
             try:
                 up = await self.upstream_for(session, target)
@@ -824,12 +824,30 @@ class Dispatcher:
         set, so the server answers it as it would answer that client (see variants.py);
         a 2026 target needs none (capabilities travel with each request)."""
         assert target.session is not None
-        key = capability_key(session.capabilities)
-        if key == FULL_SET or target.session_era(False) == "modern" or not self.gateway.admits(key):
+        key = self._scope(session, target)
+        if not key:
             return target.session
         variant = await target.variants.get(key, session.capabilities)
         assert variant.session is not None
         return variant.session
+
+    def _scope(self, session: ClientSession, target: Target) -> str:
+        """Which of the target's shared sessions serves this client: "" for the catalog
+        session (and a 2026 target), else its capability set's key (see variants.py)."""
+        key = capability_key(session.capabilities)
+        if key == FULL_SET or target.session_era(False) == "modern" or not self.gateway.admits(key):
+            return ""
+        return key
+
+    async def _follow_shared(self, session: ClientSession, target: Target, uri: str, sid: str) -> Message:
+        """Subscribe on the shared session that serves the client's calls: a server sends
+        a process's updates from that process, not from the catalog session's."""
+        scope = self._scope(session, target)
+        try:
+            upstream = await self._shared_session(session, target) if scope else None
+        except UpstreamError as exc:
+            return error(None, -32001, redact(str(exc)), {"target": target.name})
+        return await self.gateway.subscriptions.add(target, uri, sid, scope, upstream)
 
     async def _record_upstream(self, session: ClientSession, up: UpstreamSession) -> None:
         """Keep the client's upstream session id in its record (another replica may continue it)."""
@@ -950,7 +968,10 @@ class Dispatcher:
             if not isinstance(uri, str):
                 return  # malformed: nobody subscribed to a non-URI (and "+None" is no URI)
             exposed = {**msg, "params": {**params, "uri": self.gateway.view.expose_uri(target.name, uri)}}
-            for sid in list(self.gateway.subscriptions.followers(target.name, uri)):
+            scope = "" if upstream is target.session else target.variants.key_of(upstream)
+            if scope is None:
+                return  # a session the target no longer uses
+            for sid in list(self.gateway.subscriptions.followers(target.name, uri, scope)):
                 follower = self.sessions.follower(sid)
                 if follower is not None:
                     follower.post(exposed)

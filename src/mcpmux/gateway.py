@@ -21,6 +21,7 @@ from . import __version__, era
 from .config import GatewayConfig, TargetConfig
 from .jsonrpc import INVALID_PARAMS, Message, RPCError
 from .multiplexer.catalog import Route, View, build_view
+from .multiplexer.curation import admits
 from .multiplexer.tasks import merge_capability
 from .protocol import CHANGED, KINDS, Kind
 from .subscriptions import SubscriptionRegistry
@@ -306,20 +307,24 @@ class Gateway:
         ]
         return "\n\n".join(parts) or None
 
-    def unlisted_route(self, name: str) -> Route | None:
+    def unlisted_route(self, name: str, kind: Kind) -> Route | None:
         """The owner of a name no target lists, when the naming leaves no doubt: the target
         its prefix names, or the only target of an unprefixed view. The target is the
         authority on its own names (the catalog is a copy that can lag a change, and some
         servers answer names they do not list): it gets the call and answers it as it
-        would directly. In a merged unprefixed namespace such a name has no owner."""
+        would directly. In a merged unprefixed namespace such a name has no owner, and a
+        tool name the target's curation hides or renames stays unknown."""
         if self.view.prefixed:
             target, sep, rest = name.partition("_")
             t = self.targets.get(target) if sep else None
-            return Route(target, rest) if t is not None and t.ready else None
-        if len(self.targets) == 1:
-            only = next(iter(self.targets.values()))
-            return Route(only.name, name) if only.ready else None
-        return None
+        elif len(self.targets) == 1:
+            t = next(iter(self.targets.values()))
+            rest = name
+        else:
+            return None
+        if t is None or not t.ready or (kind == "tools" and not admits(rest, t.config.tools)):
+            return None
+        return Route(t.name, rest)
 
     def unavailable_route(self, name: str, what: str) -> Route:
         """A name not in the view: a known target that is down, or an error."""

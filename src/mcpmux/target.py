@@ -452,6 +452,8 @@ class Target:
             "lastError": self.last_error,
             "restarts": self.restarts,
             "pid": getattr(self.session, "pid", None),
+            # The sessions opened per client capability set (variants.py), beside the catalog's.
+            "capabilitySets": self.variants.status(),
         }
 
 

@@ -63,6 +63,8 @@ class Variant:
         self.session: UpstreamSession | None = None
         self.catalog: TargetCatalog | None = None
         self.lock = asyncio.Lock()
+        #: Times this set's session died and was opened again (on the next use).
+        self.restarts = 0
 
     @property
     def live(self) -> bool:
@@ -103,6 +105,7 @@ class Variants:
             reopened = variant.catalog is not None
             variant.session, variant.catalog = session, catalog
             if reopened:  # it died and came back: views built from the old lists go
+                variant.restarts += 1
                 target.variant_changed(set())
             log.info("target '%s': session for capabilities %s open (%d tools)", target.name, key,
                      len(catalog.items["tools"]))
@@ -131,6 +134,21 @@ class Variants:
             log.warning("target '%s': re-listing %s failed: %s", self.target.name, kind, exc.reason)
             return
         self.target.variant_changed(set(kinds))
+
+    def session_of(self, key: str) -> UpstreamSession | None:
+        """The live session of a capability set, if it has one."""
+        variant = self.by_key.get(key)
+        return variant.session if variant is not None and variant.live else None
+
+    def key_of(self, session: UpstreamSession) -> str | None:
+        """The capability set ``session`` serves (None: not one of these sessions)."""
+        return next((key for key, v in self.by_key.items() if v.session is session), None)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each set's session for ``/api/targets``: the capabilities it was opened with,
+        its process (stdio) and how often it came back after dying."""
+        return [{"capabilities": v.capabilities, "live": v.live, "pid": getattr(v.session, "pid", None),
+                 "restarts": v.restarts} for v in self.by_key.values()]
 
     def processes(self) -> int:
         return sum(1 for v in self.by_key.values() if v.live)

@@ -30,9 +30,14 @@ async def test_sigkill_of_the_gateway_takes_children_and_grandchildren_along(tmp
             resp = await c.call("pids")
         pids = resp["result"]["structuredContent"]
         server, helpers = pids["server"], pids["helpers"]
-        # /api/targets shows the server's own pid (not the reaper shim's).
-        assert gw.targets()["immortal"]["pid"] == server
-        everyone = [server, *helpers]
+        # /api/targets shows the server's own pid (not the reaper shim's): this client
+        # (no capabilities) is served by the session of its capability set, beside the
+        # catalog session's process; both are the gateway's to take along.
+        status = gw.targets()["immortal"]
+        assert [s["pid"] for s in status["capabilitySets"]] == [server], status
+        catalog = status["pid"]
+        assert isinstance(catalog, int) and catalog != server
+        everyone = [server, catalog, *helpers]
         assert all(alive(p) for p in everyone)
         os.kill(gw.proc.pid, signal.SIGKILL)
         gw.proc.wait(10)

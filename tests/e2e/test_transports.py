@@ -776,8 +776,10 @@ async def direct_stdio(
 
 async def test_bridge_shows_the_server_as_itself(bridged: Bridge) -> None:
     """serverInfo, instructions and capabilities are the server's own (listChanged added:
-    the gateway sends it); every tool, unprefixed; a method the gateway does not know
-    (``tasks/list``, from the server's ``tasks`` capability) reaches the server."""
+    the gateway sends it); every tool, unprefixed; ``tasks/list`` (from the server's
+    ``tasks`` capability) is answered with this caller's tasks: none yet, as directly.
+    The gateway serves it itself (task ids are sealed per caller, and the list of a
+    process shared by several clients is not read: it would mix their tasks)."""
     # The raw client declares no capabilities: the list is the one the server shows such a client.
     direct = await direct_stdio(bridged.command, ("tools/list", None), ("tasks/list", None), capabilities={})
     d_init, d_tools, d_tasks = (m["result"] for m in direct)
@@ -793,7 +795,7 @@ async def test_bridge_shows_the_server_as_itself(bridged: Bridge) -> None:
             expected[key]["listChanged"] = True
     assert init["capabilities"] == expected
     assert sorted(tools) == sorted(t["name"] for t in d_tools["tools"])
-    assert tasks["result"] == d_tasks, tasks
+    assert tasks["result"]["tasks"] == d_tasks["tasks"] == [], tasks
 
 
 async def test_bridge_over_sse_with_the_sdk_and_the_inspector(bridged: Bridge) -> None:

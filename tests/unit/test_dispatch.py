@@ -124,10 +124,17 @@ async def test_a_shared_target_is_subscribed_once_whatever_the_number_of_followe
         for c in (one, two):
             assert "result" in await c.request("resources/subscribe", {"uri": "a+file:///a.txt"})
         assert [m["params"] for m in srv["a"].requests("resources/subscribe")] == [{"uri": "file:///a.txt"}]
-        # An update reaches both followers, with the URI as they know it.
+        # Subscribed on the session that serves these clients' calls (their capability
+        # set's), not the catalog session: a server's updates come from where it subscribed.
+        (holder,) = [up for up, m in srv["a"].received if m.get("method") == "resources/subscribe"]
         catalog = srv["a"].sessions[0]
-        await catalog.dispatch({"jsonrpc": "2.0", "method": "notifications/resources/updated",
-                                "params": {"uri": "file:///a.txt"}})
+        assert holder is not catalog
+        update = {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "file:///a.txt"}}
+        await catalog.dispatch(update)  # nobody followed it there
+        for c in (one, two):
+            assert c.outbox() == []
+        # An update reaches both followers, with the URI as they know it.
+        await holder.dispatch(update)
         for c in (one, two):
             assert [m["params"]["uri"] for m in c.outbox()] == ["a+file:///a.txt"]
         await one.request("resources/unsubscribe", {"uri": "a+file:///a.txt"})

@@ -53,6 +53,15 @@ def curate_tools(tools: list[dict[str, Any]], rules: ToolCuration) -> tuple[list
     return shown, report
 
 
+def admits(name: str, rules: ToolCuration) -> bool:
+    """Would a tool of this name be shown under this name? Decides whether a call to a
+    name the target does not list may still go to it: a name that curation hides or
+    renames must stay unknown, whatever the target would answer."""
+    if rules.include and _first_match(name, rules.include) is None:
+        return False
+    return _first_match(name, rules.exclude) is None and name not in rules.rename
+
+
 def _overridden(tool: dict[str, Any], description: str | None, title: str | None,
                 annotations: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     out, fields = dict(tool), []

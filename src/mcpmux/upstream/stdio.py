@@ -35,6 +35,7 @@ class StdioSession(UpstreamSession):
         self.spec = spec
         self.proc: ChildProcess | None = None
         self._stopping: asyncio.Future[int] | None = None
+        self._stop_logged = False
         #: The child's last stderr lines: the usual explanation of why it died.
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
 
@@ -81,6 +82,7 @@ class StdioSession(UpstreamSession):
                 line = await stdout.readline()
             except ValueError:  # line over LINE_LIMIT: the stream is unusable now
                 self.lost("message larger than the line limit")
+                self._stop_soon()
                 return
             if not line:
                 break
@@ -106,6 +108,14 @@ class StdioSession(UpstreamSession):
         if self.stderr_tail:
             reason += f"; last stderr: {self.stderr_tail[-1]}"
         self.lost(reason)
+        self._stop_soon()
+
+    def _stop_soon(self) -> None:
+        """A process whose stdout is unusable serves nobody: stop it now rather than when
+        its owner next looks (a capability-set or client process may have no one watching).
+        The owner's aclose waits for this same stop."""
+        if self.proc is not None and self._stopping is None:
+            self._stopping = asyncio.ensure_future(self.proc.stop(TERMINATE_GRACE))
 
     async def _read_stderr(self) -> None:
         assert self.proc
@@ -131,11 +141,11 @@ class StdioSession(UpstreamSession):
         proc = self.proc
         if proc is None:
             return
-        first = self._stopping is None
-        if self._stopping is None:
-            self._stopping = asyncio.ensure_future(proc.stop(TERMINATE_GRACE))
+        self._stop_soon()
+        assert self._stopping is not None
         # Shielded and shared: a cancelled caller does not abort the stop, and a second
         # caller (a shutdown racing a removal) waits until the child is really gone.
         code = await asyncio.shield(self._stopping)
-        if first:
+        if not self._stop_logged:
+            self._stop_logged = True
             log.info("target '%s': process %d stopped (code %s)", self.target, proc.command_pid, code)
