@@ -258,8 +258,8 @@ class Gateway:
             return target.catalog
         return variant.catalog
 
-    def _uris_of(self, name: str) -> Callable[[], list[str]]:
-        return lambda: self.subscriptions.uris(name)
+    def _uris_of(self, name: str) -> Callable[[str], list[str]]:
+        return lambda scope: self.subscriptions.uris(name, scope)
 
     async def _target_message(self, target: Target, msg: Message, upstream: UpstreamSession) -> None:
         if self.on_target_message is not None:

@@ -70,7 +70,7 @@ class Target:
         on_message: Callable[[Target, Message, UpstreamSession], Awaitable[None]],
         source: str = "config",
         connect_slots: asyncio.Semaphore | None = None,
-        resource_uris: Callable[[], Iterable[str]] | None = None,
+        resource_uris: Callable[[str], Iterable[str]] | None = None,
         session_factory: SessionFactory | None = None,
     ) -> None:
         self.config = config
@@ -100,9 +100,10 @@ class Target:
         self._http: aiohttp.ClientSession | None = None
         self._streams: aiohttp.ClientSession | None = None
         self._pool: h1.Pool | None = None
-        #: The resource URIs clients follow through this target's own session (the
-        #: gateway's subscription registry answers; a modern target's listen stream asks).
-        self._resource_uris = resource_uris or tuple
+        #: The resource URIs clients follow through one of this target's shared sessions
+        #: ("": the catalog session's, else a capability set's; the gateway's subscription
+        #: registry answers; a modern target's listen stream and a restarted process ask).
+        self._resource_uris: Callable[[str], Iterable[str]] = resource_uris or (lambda _scope: ())
         self._session_factory = session_factory
         #: limits.max_response_bytes (the gateway keeps it current across reloads).
         self.max_response_bytes = DEFAULT_MAX_RESPONSE
@@ -217,7 +218,7 @@ class Target:
             session.on_unsolicited = self._unsolicited
             session.on_reopened = self._reopened
             if isinstance(session, HttpSession):
-                session.resource_uris = self._resource_uris
+                session.resource_uris = lambda: self._resource_uris("")
             self.state = "connecting"
             try:
                 # The catalog session declares every client capability the gateway can
@@ -235,6 +236,7 @@ class Target:
                 self.connected_at = time.time()
                 up_since = time.monotonic()
                 log.info("target '%s': ready (%s)", self.name, self._summary())
+                self.resubscribe(session, "")
                 self.first_attempt.set()
                 self._on_change(self)
                 await self._watch(session)
@@ -348,6 +350,25 @@ class Target:
     async def shared_message(self, msg: Message, session: UpstreamSession) -> None:
         """A message on a shared session that is not a list change: the gateway's to handle."""
         await self._on_message(self, msg, session)
+
+    def resubscribe(self, session: UpstreamSession, scope: str) -> None:
+        """A shared session that came back (a new process) follows nothing: subscribe it
+        again to what clients still follow through it (``scope``: see ``_resource_uris``).
+        A 2026 session's listen stream asks for them itself."""
+        uris = list(self._resource_uris(scope))
+        if uris and not session.modern:
+            self.spawn(self._resubscribe(session, uris), "resubscribe")
+
+    async def _resubscribe(self, session: UpstreamSession, uris: list[str]) -> None:
+        for uri in uris:
+            try:
+                resp = await session.request("resources/subscribe", {"uri": uri}, timeout=self.config.timeout)
+            except UpstreamError as exc:
+                log.warning("target '%s': subscribing again to %s failed: %s", self.name, uri, exc.reason)
+                return
+            if "error" in resp:
+                log.warning("target '%s': subscribing again to %s refused: %s", self.name, uri, resp["error"])
+        log.info("target '%s': subscribed again to %d resource(s) after a restart", self.name, len(uris))
 
     def variant_changed(self, kinds: set[Kind]) -> None:
         """A capability set's lists changed: clients re-list."""

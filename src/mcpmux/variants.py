@@ -54,6 +54,8 @@ class Owner(Protocol):
 
     def variant_changed(self, kinds: set[Kind]) -> None: ...
 
+    def resubscribe(self, session: UpstreamSession, scope: str) -> None: ...
+
 
 class Variant:
     """A target's shared session for one capability set, and what it lists."""
@@ -107,6 +109,7 @@ class Variants:
             if reopened:  # it died and came back: views built from the old lists go
                 variant.restarts += 1
                 target.variant_changed(set())
+                target.resubscribe(session, key)
             log.info("target '%s': session for capabilities %s open (%d tools)", target.name, key,
                      len(catalog.items["tools"]))
             return variant

@@ -653,6 +653,36 @@ async def test_resource_updates_reach_only_subscribers(gw: Gateway) -> None:
             await b.unsubscribe_resource(uri)
 
 
+async def test_subscriptions_survive_a_restart_of_the_shared_process(tmp_path: Path) -> None:
+    """A client with no capabilities follows a document through its capability set's
+    shared process. That process is killed: the next call starts a new one, which the
+    gateway subscribes again, so the client's updates keep coming without it asking."""
+    with run_gateway({"prefix": "always", "targets": [everything_stdio_target()]}, tmp_path) as gateway:
+        box = Inbox()
+        uri = f"everything+{STATIC_DOC.format('architecture.md')}"
+        async with connect(gateway.mcp_url, message_handler=box) as s:
+            await s.subscribe_resource(uri)
+            await s.call_tool("everything_echo", {"message": "up"})  # the set's process serves calls
+            served = [c for c in gateway.targets()["everything"]["capabilitySets"] if c["live"]]
+            assert len(served) == 1 and served[0]["restarts"] == 0, served
+            os.kill(served[0]["pid"], signal.SIGKILL)
+            toggled = None
+            for _ in range(100):  # the first calls may still meet the dead process
+                with contextlib.suppress(MCPError):
+                    toggled = await s.call_tool("everything_toggle-subscriber-updates", {})
+                    if not toggled.is_error:
+                        break
+                await asyncio.sleep(0.1)
+            assert toggled is not None and not toggled.is_error, toggled
+            status = gateway.targets()["everything"]["capabilitySets"]
+            assert [c["restarts"] for c in status] == [1], status
+            try:
+                await box.wait_for(is_updated(uri))
+            finally:
+                await s.call_tool("everything_toggle-subscriber-updates", {})
+            await s.unsubscribe_resource(uri)
+
+
 async def test_first_message_on_a_new_upstream_session_is_not_lost(gw: Gateway) -> None:
     """server-everything logs on ``resources/subscribe`` via its GET stream and drops the
     message if that stream is not open yet: the gateway must open it before the first
