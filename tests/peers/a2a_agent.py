@@ -115,11 +115,11 @@ def make_app(name: str, port: int) -> Any:
     async def last_headers(_: Request) -> JSONResponse:
         return JSONResponse(seen)
 
-    routes = [
+    routes = [  # the debug route first: the REST routes mount /{tenant} for any other path
+        Route("/_debug/headers", last_headers),
         *create_agent_card_routes(card, card_url=f"{BASE}/.well-known/agent-card.json"),
         *create_jsonrpc_routes(handler, rpc_url=f"{BASE}/jsonrpc", enable_v0_3_compat=True),
         *create_rest_routes(handler, path_prefix=f"{BASE}/rest"),
-        Route("/_debug/headers", last_headers),
     ]
     app = Starlette(routes=routes)
 
