@@ -119,6 +119,10 @@ async def serve(
                                                 timeout_graceful_shutdown=1)))
         names.append("admin")
     if config.a2a is not None:
+        if config.auth is not None:
+            log.warning("a2a: 'auth' protects the MCP listener only; the A2A listener on %s:%d "
+                        "forwards requests unauthenticated (agents check their own credentials)",
+                        config.a2a.listen.host, config.a2a.listen.port)
         servers.append(_Server(_listener_config(a2a.app, config, config.a2a.listen.host,
                                                 config.a2a.listen.port, False, timeout_graceful_shutdown=1)))
         names.append("a2a")

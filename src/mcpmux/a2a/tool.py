@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -136,7 +137,7 @@ class A2aSession(UpstreamSession):
             return _failure(self.target, f"no answer within {self.agent.timeout:g} s")
         except aiohttp.ClientConnectorError as exc:
             return _failure(self.target, f"cannot connect: {connect_reason(exc)}")
-        except (aiohttp.ClientError, OSError, orjson.JSONDecodeError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: not JSON
             return _failure(self.target, f"{type(exc).__name__}: {exc}")
         except AgentError as exc:
             return _failure(self.target, exc.reason)
@@ -147,17 +148,13 @@ class A2aSession(UpstreamSession):
         progress notifications."""
         task: dict[str, Any] | None = None
         step = 0
-        data: list[bytes] = []
-        async for raw in resp.content:
-            line = raw.rstrip(b"\r\n")
-            if line.startswith(b"data:"):
-                data.append(line[5:].lstrip(b" "))
-                continue
-            if line or not data:
-                continue
-            event, data = _answer(orjson.loads(b"\n".join(data))), []
+        async for payload in _sse_data(resp, self.max_response_bytes):
+            event = _answer(orjson.loads(payload))
             if "message" in event:
                 return event
+            update = event.get("statusUpdate") or event.get("artifactUpdate")
+            if task is None and isinstance(update, dict):  # an agent that sent no Task first
+                task = {"id": update.get("taskId"), "contextId": update.get("contextId"), "status": {}}
             if "task" in event:
                 task = event["task"]
             elif "statusUpdate" in event and task is not None:
@@ -178,6 +175,29 @@ class A2aSession(UpstreamSession):
         if task is None:
             raise AgentError(self.target, "the stream ended without a task or message")
         return {"task": task}
+
+
+async def _sse_data(resp: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
+    """The ``data`` of each SSE event as it arrives; an event over ``limit`` bytes fails."""
+    buf = b""
+    data: list[bytes] = []
+    async for chunk in resp.content.iter_any():
+        buf += chunk
+        while True:
+            line, sep, rest = buf.partition(b"\n")
+            if not sep:
+                break
+            buf = rest
+            line = line.rstrip(b"\r")
+            if line.startswith(b"data:"):
+                data.append(line[5:].removeprefix(b" "))
+            elif not line and data:
+                yield b"\n".join(data)
+                data = []
+        if len(buf) + sum(map(len, data)) > limit:
+            raise AgentError("", f"a stream event larger than {limit} bytes (limits.max_response_bytes)")
+    if data:
+        yield b"\n".join(data)
 
 
 def _answer(envelope: Any) -> dict[str, Any]:
