@@ -101,7 +101,7 @@ async def serve(
     dispatcher = Dispatcher(gateway, policy_factory=_policy, credentials=credentials,
                             sessions=replication.sessions if replication is not None else None)
     _observe(dispatcher, observe or ObserveOptions())
-    a2a = A2aSide(config, lambda: gateway.config)
+    a2a = A2aSide(gateway, config, lambda: gateway.config)
     _follow_reloads(gateway, a2a)
     app = StreamableHTTP(dispatcher, auth=auth)
     legacy = LegacySSE(dispatcher).mount(app)
@@ -114,7 +114,7 @@ async def serve(
     if config.admin.enabled:
         # The playground's /mcp is the same MCP app, served same-origin on the admin port.
         servers.append(_Server(_listener_config(admin_app(dispatcher, mcp=app, listeners=listeners,
-                                                          agents=a2a.agents.status), config,
+                                                          agents=a2a.status), config,
                                                 config.admin.host, config.admin.port, False,
                                                 timeout_graceful_shutdown=1)))
         names.append("admin")
@@ -139,7 +139,6 @@ async def serve(
         gateway.add_source("file", watcher.run)
     # A worker of `run --workers N` serves its own SO_REUSEPORT sockets.
     given = [[sock] if (sock := (sockets or {}).get(name)) is not None else None for name in names]
-    a2a.start()
     tasks = [asyncio.create_task(s.serve(sockets=given[i]), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
     try:
         while not all(s.started for s in servers):
@@ -169,7 +168,7 @@ async def serve(
         if admin_url:
             print(f"  admin: {admin_url}/   (UI and playground; JSON at /api/targets, /metrics)", flush=True)
         if a2a_url:
-            print(f"  A2A:   {a2a_url}/{{agent}}/   (agents: {', '.join(a2a.agents.agents) or 'none'})", flush=True)
+            print(f"  A2A:   {a2a_url}/{{agent}}/   (agents: {', '.join(a2a.agents().agents) or 'none'})", flush=True)
         for target in gateway.targets.values():
             extra = f" ({target.last_error})" if target.last_error else ""
             kind = f"url, {target.transport or 'probing'}" if target.kind == "url" else target.kind
@@ -269,7 +268,7 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
 
 
 def _follow_reloads(gateway: Gateway, a2a: A2aSide) -> None:
-    """The A2A agents follow config reloads too (after the dispatcher's own hook)."""
+    """The A2A side hears of reloads too (after the dispatcher's own hook)."""
     before = gateway.on_reload
 
     def reconfigure(config: GatewayConfig) -> None:

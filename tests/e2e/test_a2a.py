@@ -308,3 +308,36 @@ async def test_reload_adds_an_agent(alpha: AgentPeer, beta: AgentPeer, tmp_path:
             assert time.monotonic() < deadline, "the invalid edit was not noticed"
             time.sleep(0.05)
         assert set(agents_status(gw)) == {"alpha", "beta"}
+
+
+# ------------------------------------------------------------------ Kubernetes
+
+
+async def test_kubernetes_services_become_agents(alpha: AgentPeer, tmp_path: Path) -> None:
+    from tests.support.fake_kube import ThreadedFakeKube
+
+    service = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kagent", "namespace": "default",
+                     "annotations": {"kgateway.dev/a2a-path": "/agent"}},
+        "spec": {"clusterIP": "127.0.0.1",
+                 "ports": [{"name": "a2a", "port": alpha.port, "appProtocol": "kgateway.dev/a2a"}]},
+    }
+    with ThreadedFakeKube() as tk:
+        kubeconfig = tk.kube.kubeconfig(tmp_path / "kubeconfig")
+        config = {"a2a": {}, "discovery": {"kubernetes": {"kubeconfig": str(kubeconfig), "address": "clusterIP"}}}
+        with run_gateway(config, tmp_path) as gw:
+            assert agents_status(gw) == {}
+            tk.call(tk.kube.create_service, service)
+            gw.wait_target("kagent")
+            status = wait_agent(gw, "kagent", "ready")
+            assert status["url"] == f"http://127.0.0.1:{alpha.port}/agent"
+            got = [e async for _, e in events(f"{gw.a2a_url}/kagent", "from k8s", streaming=False)]
+            assert artifact_text(got[0]) == "alpha echo: from k8s"
+            async with streamable_http_client(gw.mcp_url) as (r, w), ClientSession(r, w) as s:
+                await s.initialize()
+                result = await s.call_tool("send_message", {"message": "k8s tool"})  # one target: no prefix
+                assert text_of(result) == "alpha echo: k8s tool"
+            tk.call(tk.kube.delete_service, "kagent", "default")
+            gw.wait_target_gone("kagent")
+            assert httpx.get(f"{gw.a2a_url}/kagent/.well-known/agent-card.json", timeout=5).status_code == 404

@@ -150,22 +150,21 @@ class Agents:
             )
         return self._http
 
-    def update(self, configs: list[A2aAgentConfig]) -> None:
-        """Added agents appear, removed ones go, changed ones start over (card refetched)."""
+    def update(self, configs: list[A2aAgentConfig]) -> list[Agent]:
+        """Added agents appear, removed ones go, changed ones start over (their card is
+        read again); returns the agents that are new."""
         wanted = {c.name: c for c in configs}
         for name in list(self.agents):
             if name not in wanted or wanted[name] != self.agents[name].config:
                 del self.agents[name]
                 log.info("agent '%s': %s", name, "removed" if name not in wanted else "changed")
+        added = []
         for name, config in wanted.items():
             if name not in self.agents:
-                self.agents[name] = Agent(config)
+                self.agents[name] = agent = Agent(config)
+                added.append(agent)
                 log.info("agent '%s': %s", name, config.url)
-
-    async def check_all(self) -> None:
-        """Fetch every card once (state for /api/agents right after start or reload)."""
-        await asyncio.gather(*(a.get_card(self.http, fresh=True) for a in list(self.agents.values())),
-                             return_exceptions=True)
+        return added
 
     def status(self) -> list[dict[str, Any]]:
         return [a.status() for a in self.agents.values()]
