@@ -341,3 +341,19 @@ async def test_kubernetes_services_become_agents(alpha: AgentPeer, tmp_path: Pat
             tk.call(tk.kube.delete_service, "kagent", "default")
             gw.wait_target_gone("kagent")
             assert httpx.get(f"{gw.a2a_url}/kagent/.well-known/agent-card.json", timeout=5).status_code == 404
+
+
+def test_push_notification_config_calls_pass_through(gw: Gateway) -> None:
+    headers = {"A2A-Version": "1.0"}
+    rpc = f"{gw.a2a_url}/alpha/jsonrpc"
+    send = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+            "params": {"message": {"messageId": "p1", "role": "ROLE_USER", "parts": [{"text": "push"}]}}}
+    task_id = httpx.post(rpc, json=send, headers=headers, timeout=10).json()["result"]["task"]["id"]
+    create = {"jsonrpc": "2.0", "id": 2, "method": "CreateTaskPushNotificationConfig",
+              "params": {"taskId": task_id, "id": "hook-1", "url": "https://hooks.example/a2a", "token": "t"}}
+    created = httpx.post(rpc, json=create, headers=headers, timeout=10).json()
+    assert created["result"]["url"] == "https://hooks.example/a2a", created
+    get = {"jsonrpc": "2.0", "id": 3, "method": "GetTaskPushNotificationConfig",
+           "params": {"taskId": task_id, "id": "hook-1"}}
+    got = httpx.post(rpc, json=get, headers=headers, timeout=10).json()
+    assert got["result"]["id"] == "hook-1" and got["result"]["taskId"] == task_id, got

@@ -15,6 +15,8 @@ What it does depends on the message text:
 * ``message ...``: a plain Message answer, no task;
 * ``die``: the process exits at once.
 
+Push-notification configs are stored and can be read back (no notification is sent).
+
 ``/_debug/headers`` returns the headers of the last JSON-RPC request.
 """
 
@@ -48,7 +50,7 @@ def make_app(name: str, port: int) -> Any:
     from a2a.server.routes.agent_card_routes import create_agent_card_routes
     from a2a.server.routes.jsonrpc_routes import create_jsonrpc_routes
     from a2a.server.routes.rest_routes import create_rest_routes
-    from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+    from a2a.server.tasks import InMemoryPushNotificationConfigStore, InMemoryTaskStore, TaskUpdater
     from a2a.types.a2a_pb2 import (
         AgentCapabilities,
         AgentCard,
@@ -72,7 +74,8 @@ def make_app(name: str, port: int) -> Any:
             # Also 0.3 on the same endpoint: the card then carries 0.3's top-level url too.
             AgentInterface(url=f"{origin}/jsonrpc", protocol_binding="JSONRPC", protocol_version="0.3"),
         ],
-        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        # Push notifications: their config calls are stored (nothing is ever sent).
+        capabilities=AgentCapabilities(streaming=True, push_notifications=True),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
         skills=[AgentSkill(id="echo", name="Echo", description=f"Repeats what {name} is told.",
@@ -109,7 +112,8 @@ def make_app(name: str, port: int) -> Any:
             assert context.task_id is not None and context.context_id is not None
             await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
 
-    handler = DefaultRequestHandler(agent_executor=Echo(), task_store=InMemoryTaskStore(), agent_card=card)
+    handler = DefaultRequestHandler(agent_executor=Echo(), task_store=InMemoryTaskStore(), agent_card=card,
+                                    push_config_store=InMemoryPushNotificationConfigStore())
     seen: dict[str, Any] = {}
 
     async def last_headers(_: Request) -> JSONResponse:
