@@ -129,3 +129,45 @@ def test_agent_and_target_may_not_share_a_name() -> None:
     text = "targets:\n  - {name: alpha, url: 'http://m'}\na2a:\n  agents: [{name: alpha, url: 'http://a'}]\n"
     errors = errors_of(text)
     assert any("a2a agent(s) 'alpha'" in e for e in errors), errors
+
+
+# ------------------------------------------------------------------------ tool results
+
+
+def test_result_from_a_message() -> None:
+    from mcpmux.a2a.tool import _result
+
+    answer = {"message": {"role": "ROLE_AGENT", "parts": [{"text": "hi"}, {"data": {}}, {"text": "there"}]}}
+    out = _result(answer)
+    assert out["content"] == [{"type": "text", "text": "hi\nthere"}]
+    assert out["structuredContent"] is answer and "isError" not in out
+
+
+def test_result_from_a_task_prefers_artifacts_then_status() -> None:
+    from mcpmux.a2a.tool import _result
+
+    done = {"task": {"status": {"state": "TASK_STATE_COMPLETED", "message": {"parts": [{"text": "status"}]}},
+                     "artifacts": [{"parts": [{"text": "a1"}]}, {"parts": [{"text": "a2"}]}]}}
+    assert _result(done)["content"][0]["text"] == "a1\na2"
+    waiting = {"task": {"status": {"state": "TASK_STATE_INPUT_REQUIRED",
+                                   "message": {"parts": [{"text": "which city?"}]}}}}
+    out = _result(waiting)
+    assert out["content"][0]["text"] == "which city?" and "isError" not in out
+
+
+def test_a_failed_task_is_an_error_result() -> None:
+    from mcpmux.a2a.tool import _result
+
+    failed = {"task": {"status": {"state": "TASK_STATE_FAILED", "message": {"parts": [{"text": "boom"}]}}}}
+    out = _result(failed)
+    assert out["isError"] is True
+    assert out["content"][0]["text"] == "the agent's task ended TASK_STATE_FAILED: boom"
+
+
+def test_a2a_error_answers_raise() -> None:
+    from mcpmux.a2a.agents import AgentError
+    from mcpmux.a2a.tool import _answer
+
+    with pytest.raises(AgentError, match="A2A error -32001: Task not found"):
+        _answer({"jsonrpc": "2.0", "id": 1, "error": {"code": -32001, "message": "Task not found"}})
+    assert _answer({"jsonrpc": "2.0", "id": 1, "result": {"task": {}}}) == {"task": {}}

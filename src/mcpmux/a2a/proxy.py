@@ -33,6 +33,10 @@ _FORWARDED = {"content-type", "accept", "a2a-version", "a2a-extensions", "x-a2a-
 _RELAYED = {"content-type", "a2a-version", "a2a-extensions", "x-a2a-extensions", "cache-control", "etag"}
 
 
+class _ClientGone(Exception):
+    """The client left before its request body arrived: nothing is forwarded."""
+
+
 class A2aProxy:
     """The ASGI app of the A2A listener."""
 
@@ -59,6 +63,8 @@ class A2aProxy:
                 await self._card(agent, registry, scope, send)
             else:
                 await self._forward(agent, registry, rest, scope, receive, send)
+        except _ClientGone:
+            return
         except AgentError as exc:
             await _json(send, exc.status, {"error": {"code": "agent_unavailable", "agent": agent.name,
                                                      "message": str(exc)}})
@@ -156,7 +162,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return b"".join(chunks)
+            raise _ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
