@@ -357,3 +357,29 @@ def test_push_notification_config_calls_pass_through(gw: Gateway) -> None:
            "params": {"taskId": task_id, "id": "hook-1"}}
     got = httpx.post(rpc, json=get, headers=headers, timeout=10).json()
     assert got["result"]["id"] == "hook-1" and got["result"]["taskId"] == task_id, got
+
+
+def test_dot_segments_are_refused(gw: Gateway) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(gw.a2a_url)
+    conn = http.client.HTTPConnection(where.hostname or "", where.port, timeout=10)
+    try:
+        conn.request("GET", "/alpha/../_debug/headers")  # sent as it is (httpx would resolve it)
+        resp = conn.getresponse()
+        assert resp.status == 400
+        assert json.loads(resp.read())["error"]["code"] == "bad_path"
+    finally:
+        conn.close()
+
+
+def test_an_agent_that_never_answers_times_out(alpha: AgentPeer, tmp_path: Path) -> None:
+    with run_gateway(a2a_config(alpha, timeout=1), tmp_path) as gw:
+        send = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+                "params": {"message": {"messageId": "h1", "role": "ROLE_USER", "parts": [{"text": "hang"}]}}}
+        started = time.monotonic()
+        resp = httpx.post(f"{gw.a2a_url}/alpha/jsonrpc", json=send, headers={"A2A-Version": "1.0"}, timeout=30)
+        assert resp.status_code == 504, resp.text
+        assert "no answer within 1 s" in resp.json()["error"]["message"]
+        assert time.monotonic() - started < 10

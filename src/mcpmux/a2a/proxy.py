@@ -58,6 +58,10 @@ class A2aProxy:
             await _json(send, 404, {"error": {"code": "unknown_agent",
                                               "message": f"no agent named {name!r} (agents: {known})"}})
             return
+        if any(part in (".", "..") for part in rest.split("/")):
+            # Resolved upstream, these would leave the agent's base path with its headers.
+            await _json(send, 400, {"error": {"code": "bad_path", "message": "'.' and '..' segments are refused"}})
+            return
         try:
             if "/" + rest == CARD_PATH and scope["method"] in ("GET", "HEAD"):
                 await self._card(agent, registry, scope, send)
@@ -89,11 +93,16 @@ class A2aProxy:
         headers = {k: v for k, v in _headers(scope) if k in _FORWARDED}
         headers.update({"User-Agent": f"mcpmux/{__version__}", **agent.config.headers})
         try:
-            resp = await registry.http.request(
+            # The answer's headers must come within the agent's timeout (a stream's body
+            # may then take as long as it takes).
+            resp = await asyncio.wait_for(registry.http.request(
                 scope["method"], url, headers=headers, data=body or None, allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=agent.config.timeout,
                                               sock_read=None),
-            )
+            ), agent.config.timeout)
+        except TimeoutError:
+            agent.failed(f"no answer within {agent.config.timeout:g} s")
+            raise AgentError(agent.name, f"no answer within {agent.config.timeout:g} s", 504) from None
         except aiohttp.ClientConnectorError as exc:
             agent.failed(f"cannot connect: {connect_reason(exc)}")
             raise AgentError(agent.name, f"unreachable: {connect_reason(exc)}") from None
