@@ -117,9 +117,11 @@ def _netloc(origin: bytes) -> bytes | None:
 
 
 def admin_app(dispatcher: Dispatcher, mcp: ASGIApp | None = None,
-              listeners: dict[str, Any] | None = None) -> ASGIApp:
+              listeners: dict[str, Any] | None = None,
+              agents: Callable[[], list[dict[str, Any]]] | None = None) -> ASGIApp:
     """``mcp``: the MCP app the playground uses (None: no playground endpoint);
-    ``listeners``: what the CLI bound (name -> URL), shown in the overview."""
+    ``listeners``: what the CLI bound (name -> URL), shown in the overview;
+    ``agents``: the A2A agents' states (docs/a2a.md)."""
     gateway = dispatcher.gateway
     token = gateway.config.admin.token
 
@@ -155,6 +157,9 @@ def admin_app(dispatcher: Dispatcher, mcp: ASGIApp | None = None,
         if state is not None:
             out["state"] = state
         return JSONResponse(out)
+
+    async def agent_list(_: Request) -> Response:
+        return JSONResponse({"agents": agents() if agents is not None else []})
 
     async def target(request: Request) -> Response:
         t = gateway.targets.get(request.path_params["name"])
@@ -205,6 +210,7 @@ def admin_app(dispatcher: Dispatcher, mcp: ASGIApp | None = None,
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/api/targets", targets),
+        Route("/api/agents", agent_list),
         Route("/api/targets/{name}", target),
         Route("/", index),
         Route("/index.html", index),

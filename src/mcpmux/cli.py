@@ -20,6 +20,7 @@ from pathlib import Path
 import uvicorn
 
 from . import __version__, redact
+from .a2a.side import A2aSide
 from .admin import admin_app
 from .config import ConfigError, GatewayConfig, config_from_dict, load_config
 from .discovery.file import ConfigFileSource
@@ -100,18 +101,31 @@ async def serve(
     dispatcher = Dispatcher(gateway, policy_factory=_policy, credentials=credentials,
                             sessions=replication.sessions if replication is not None else None)
     _observe(dispatcher, observe or ObserveOptions())
+    a2a = A2aSide(gateway, config, lambda: gateway.config)
+    _follow_reloads(gateway, a2a)
     app = StreamableHTTP(dispatcher, auth=auth)
     legacy = LegacySSE(dispatcher).mount(app)
     mcp = _Server(_listener_config(app, config, config.listen.host, config.listen.port, True,
                                    timeout_graceful_shutdown=3, proxy_headers=False,
                                    server_header=False, date_header=False))
     servers = [mcp]
+    names = ["mcp"]
     listeners: dict[str, str] = {}
     if config.admin.enabled:
         # The playground's /mcp is the same MCP app, served same-origin on the admin port.
-        servers.append(_Server(_listener_config(admin_app(dispatcher, mcp=app, listeners=listeners), config,
+        servers.append(_Server(_listener_config(admin_app(dispatcher, mcp=app, listeners=listeners,
+                                                          agents=a2a.status), config,
                                                 config.admin.host, config.admin.port, False,
                                                 timeout_graceful_shutdown=1)))
+        names.append("admin")
+    if config.a2a is not None:
+        if config.auth is not None:
+            log.warning("a2a: 'auth' protects the MCP listener only; the A2A listener on %s:%d "
+                        "forwards requests unauthenticated (agents check their own credentials)",
+                        config.a2a.listen.host, config.a2a.listen.port)
+        servers.append(_Server(_listener_config(a2a.app, config, config.a2a.listen.host,
+                                                config.a2a.listen.port, False, timeout_graceful_shutdown=1)))
+        names.append("a2a")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -124,7 +138,7 @@ async def serve(
         gateway.config_status = watcher.status
         gateway.add_source("file", watcher.run)
     # A worker of `run --workers N` serves its own SO_REUSEPORT sockets.
-    given = [[sock] if (sock := (sockets or {}).get(name)) is not None else None for name in ("mcp", "admin")]
+    given = [[sock] if (sock := (sockets or {}).get(name)) is not None else None for name in names]
     tasks = [asyncio.create_task(s.serve(sockets=given[i]), name=f"uvicorn-{i}") for i, s in enumerate(servers)]
     try:
         while not all(s.started for s in servers):
@@ -139,7 +153,12 @@ async def serve(
         admin_url = (
             f"http://{_host(config.admin.host)}:{_bound_port(servers[1])}" if config.admin.enabled else None
         )
-        listeners.update({"mcp": mcp_url, "sse": sse_url, **({"admin": admin_url} if admin_url else {})})
+        a2a_url = (
+            f"http://{_host(config.a2a.listen.host)}:{_bound_port(servers[names.index('a2a')])}"
+            if config.a2a is not None else None
+        )
+        listeners.update({"mcp": mcp_url, "sse": sse_url, **({"admin": admin_url} if admin_url else {}),
+                          **({"a2a": a2a_url} if a2a_url else {})})
         # Give targets a moment so the first lines show real states; readiness is async anyway.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(gateway.wait_ready(), 3)
@@ -148,12 +167,15 @@ async def serve(
         print(f"  SSE:   {sse_url}   (legacy HTTP+SSE clients)", flush=True)
         if admin_url:
             print(f"  admin: {admin_url}/   (UI and playground; JSON at /api/targets, /metrics)", flush=True)
+        if a2a_url:
+            print(f"  A2A:   {a2a_url}/{{agent}}/   (agents: {', '.join(a2a.agents().agents) or 'none'})", flush=True)
         for target in gateway.targets.values():
             extra = f" ({target.last_error})" if target.last_error else ""
             kind = f"url, {target.transport or 'probing'}" if target.kind == "url" else target.kind
             print(f"  target {target.name} [{kind}]: {target.state}{extra}", flush=True)
         if ready_file:
-            _write_ready_file(ready_file, {"mcp": mcp_url, "sse": sse_url, "admin": admin_url, "pid": os.getpid()})
+            _write_ready_file(ready_file, {"mcp": mcp_url, "sse": sse_url, "admin": admin_url, "a2a": a2a_url,
+                                           "pid": os.getpid()})
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -168,6 +190,7 @@ async def serve(
         if replication is not None:
             await replication.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await a2a.aclose()
         if auth is not None:
             await auth.aclose()
         if credentials is not None:
@@ -242,6 +265,18 @@ async def serve_stdio(config: GatewayConfig, path: str | None, ready_file: str |
         tracing.shutdown()
         with contextlib.suppress(OSError):
             out.close()
+
+
+def _follow_reloads(gateway: Gateway, a2a: A2aSide) -> None:
+    """The A2A side hears of reloads too (after the dispatcher's own hook)."""
+    before = gateway.on_reload
+
+    def reconfigure(config: GatewayConfig) -> None:
+        if before is not None:
+            before(config)
+        a2a.reload(config)
+
+    gateway.on_reload = reconfigure
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ from pydantic_core import PydanticCustomError
 from . import redact
 
 __all__ = [
+    "A2aAgentConfig",
+    "A2aConfig",
     "AdminConfig",
     "AuthConfig",
     "AuthorizationConfig",
@@ -72,7 +74,7 @@ __all__ = [
 ]
 
 PrefixMode = Literal["conditional", "always", "never"]
-TargetKind = Literal["stdio", "http", "sse", "openapi", "url"]
+TargetKind = Literal["stdio", "http", "sse", "openapi", "url", "a2a"]
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DUPLICATE_NAME = "duplicate_target_name"
@@ -500,6 +502,64 @@ class ServerConfig(_Model):
         return v
 
 
+class A2aAgentConfig(_Model):
+    """One A2A agent behind the gateway: served at ``/{name}/`` on the A2A listener and
+    as the MCP tool ``send_message`` of a target of kind ``a2a`` with the same name."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    name: str
+    # The agent's base URL; its card is at {url}/.well-known/agent-card.json.
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Seconds for the card fetch and for a non-streaming call (streams are not cut).
+    timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if len(v) > 63 or not _DNS1123_LABEL.match(v):
+            raise ValueError(
+                "must be a DNS-1123 label (lower-case letters, digits, '-'; "
+                f"starting and ending with a letter or digit; at most 63 characters), got {v!r}"
+            )
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        return _check_http_url(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_header_map(v)
+
+
+class A2aListenConfig(_Model):
+    """Where the A2A listener serves ``/{agent}/``."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=9090, ge=0, le=65535)
+
+
+class A2aConfig(_Model):
+    """The A2A side (docs/a2a.md): its listener, and the agents behind it."""
+
+    listen: A2aListenConfig = Field(default_factory=A2aListenConfig)
+    agents: list[A2aAgentConfig] = Field(default_factory=list)
+
+    @field_validator("agents")
+    @classmethod
+    def _unique_agents(cls, v: list[A2aAgentConfig]) -> list[A2aAgentConfig]:
+        seen: set[str] = set()
+        for agent in v:
+            if agent.name in seen:
+                raise ValueError(f"duplicate agent name '{agent.name}'")
+            seen.add(agent.name)
+        return v
+
+
 class TargetConfig(_Model):
     """One upstream MCP server. Its name becomes the tool/prompt prefix, hence the
     DNS-1123 restriction: it must be safe inside identifiers and URLs."""
@@ -509,6 +569,8 @@ class TargetConfig(_Model):
     http: HttpSpec | None = None
     sse: SseSpec | None = None
     openapi: OpenApiSpec | None = None
+    # An A2A agent answered as MCP in process (made from `a2a.agents`, not written here).
+    a2a: A2aAgentConfig | None = None
     # Only a URL: the transport is probed (streamable HTTP, else legacy SSE).
     url: str | None = None
     # With `url`: where legacy SSE is tried if streamable HTTP gets a 4xx (default: `url`).
@@ -593,6 +655,8 @@ class TargetConfig(_Model):
             kinds.append("openapi")
         if self.url is not None:
             kinds.append("url")
+        if self.a2a is not None:
+            kinds.append("a2a")
         return kinds
 
     @property
@@ -601,11 +665,11 @@ class TargetConfig(_Model):
         return self._set_kinds()[0]
 
     @property
-    def spec(self) -> StdioSpec | HttpSpec | SseSpec | OpenApiSpec | UrlSpec:
+    def spec(self) -> StdioSpec | HttpSpec | SseSpec | OpenApiSpec | UrlSpec | A2aAgentConfig:
         """The transport settings for :attr:`kind`."""
         if self.url is not None:
             return UrlSpec(url=self.url, headers=self.headers, sse_url=self.sse_url)
-        spec = self.stdio or self.http or self.sse or self.openapi
+        spec = self.stdio or self.http or self.sse or self.openapi or self.a2a
         assert spec is not None  # guaranteed by _exactly_one_kind
         return spec
 
@@ -811,6 +875,8 @@ class GatewayConfig(_Model):
     authorization: AuthorizationConfig | None = None
     # Shared session state for replicas (None: records kept in this process).
     state: StateConfig | None = None
+    # The A2A listener and its agents (None: no A2A listener).
+    a2a: A2aConfig | None = None
 
     @field_validator("targets")
     @classmethod
@@ -847,9 +913,26 @@ class GatewayConfig(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _agents_apart_from_targets(self) -> GatewayConfig:
+        if self.a2a is not None:
+            names = {t.name for t in self.targets}
+            clash = [a.name for a in self.a2a.agents if a.name in names]
+            if clash:
+                raise ValueError(
+                    f"a2a agent(s) {', '.join(repr(n) for n in clash)}: an agent is also an MCP "
+                    "target of that name; rename the agent or the target"
+                )
+        return self
+
     def target(self, name: str) -> TargetConfig | None:
         """The target called ``name``, or None."""
-        return next((t for t in self.targets if t.name == name), None)
+        return next((t for t in self.all_targets() if t.name == name), None)
+
+    def all_targets(self) -> list[TargetConfig]:
+        """``targets`` and, after them, one target of kind ``a2a`` per agent."""
+        agents = self.a2a.agents if self.a2a is not None else []
+        return [*self.targets, *(TargetConfig(name=a.name, a2a=a, timeout=a.timeout) for a in agents)]
 
 
 # -------------------------------------------------------------------- interpolation

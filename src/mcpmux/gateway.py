@@ -81,7 +81,7 @@ class Gateway:
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
-        await self.apply(self.config.targets, source=self.config_source)
+        await self.apply(self.config.all_targets(), source=self.config_source)
         self._start_discovery()
 
     async def aclose(self) -> None:
@@ -157,7 +157,7 @@ class Gateway:
             target.max_response_bytes = config.limits.max_response_bytes
         if self.on_reload is not None:
             self.on_reload(config)
-        await self.apply(config.targets, source=self.config_source)
+        await self.apply(config.all_targets(), source=self.config_source)
         if old.prefix != config.prefix or old.limits.max_uri_bytes != config.limits.max_uri_bytes:
             self._catalog_changed(None)
         if getattr(old, "discovery", None) != getattr(config, "discovery", None):

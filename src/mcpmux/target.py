@@ -164,6 +164,11 @@ class Target:
             return OpenApiSession(
                 self.name, self.config.openapi, self.http_client(), self.config.timeout, self.session
             )
+        if self.config.a2a is not None:
+            from .a2a.tool import A2aSession
+
+            # Answered in process; client sessions reuse the catalog session's card.
+            return A2aSession(self.name, self.config.a2a, self.http_client(), self.session)
         if isinstance(spec, UrlSpec) and self.transport == "sse":
             url = spec.sse_url or spec.url
             return SseSession(self.name, url, spec.headers, self.http_client(), self.config.timeout, self.stream_client())

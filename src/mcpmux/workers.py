@@ -39,6 +39,8 @@ def check(config: GatewayConfig, workers: int) -> str | None:
     if workers > 1 and config.state is None:
         return ("--workers N > 1 needs shared session state: set state.redis_url in the config "
                 "(each worker is a replica; see docs/scaling.md)")
+    if workers > 1 and config.a2a is not None:
+        return "--workers N > 1 does not serve the A2A listener yet: run one process with 'a2a'"
     return None
 
 

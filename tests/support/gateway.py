@@ -24,6 +24,8 @@ class Gateway:
     proc: subprocess.Popen[bytes]
     log_path: Path
     config_path: Path
+    #: The A2A listener (None: the config has no ``a2a`` section).
+    a2a_url: str | None = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -56,6 +58,8 @@ def free_config(config: dict[str, Any], port: int = 0) -> dict[str, Any]:
     cfg = dict(config)
     cfg["listen"] = {**cfg.get("listen", {}), "host": "127.0.0.1", "port": port}
     cfg["admin"] = {**cfg.get("admin", {}), "host": "127.0.0.1", "port": 0}
+    if "a2a" in cfg:
+        cfg["a2a"] = {**cfg["a2a"], "listen": {"host": "127.0.0.1", "port": 0}}
     return cfg
 
 
@@ -84,7 +88,7 @@ def run_gateway(
                 raise AssertionError(f"gateway did not start:\n{log_path.read_text()}")
             time.sleep(0.02)
         info = json.loads(ready.read_text())
-        gw = Gateway(info["mcp"], info["admin"], proc, log_path, cfg_path)
+        gw = Gateway(info["mcp"], info["admin"], proc, log_path, cfg_path, info.get("a2a"))
         if wait:
             for t in config.get("targets", []):
                 gw.wait_target(t["name"])

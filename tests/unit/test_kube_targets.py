@@ -158,6 +158,8 @@ def test_article_services_with_the_articles_selectors() -> None:
         ("agentgateway.dev/mcp", "url", "/mcp"),
         ("kgateway.dev/mcp-sse", "sse", "/sse"),
         ("agentgateway.dev/mcp-sse", "sse", "/sse"),
+        ("kgateway.dev/a2a", "a2a", ""),
+        ("agentgateway.dev/a2a", "a2a", ""),
     ],
 )
 def test_app_protocols(protocol: str, kind: str, path: str) -> None:
@@ -171,10 +173,24 @@ def test_ports_without_an_mcp_app_protocol_are_ignored() -> None:
     kube = store(
         svc("plain", ports=[{"port": 80}]),
         svc("grpc", ports=[{"appProtocol": "kubernetes.io/h2c", "port": 80}]),
-        svc("a2a", ports=[{"appProtocol": "kgateway.dev/a2a", "port": 9090}]),
         svc("upper", ports=[{"appProtocol": "KGATEWAY.DEV/MCP", "port": 80}]),
     )
     assert discover(kube, cfg()) == {}
+
+
+def test_a2a_services_are_agents() -> None:
+    kube = store(
+        svc("agent", ports=[{"appProtocol": "kgateway.dev/a2a", "port": 9090}],
+            annotations={"kgateway.dev/a2a-path": "base", "kgateway.dev/mcp-path": "/not-for-agents"}),
+        svc("both", ports=[{"name": "mcp", "appProtocol": "kgateway.dev/mcp", "port": 80},
+                           {"name": "a2a", "appProtocol": "agentgateway.dev/a2a", "port": 9090}]),
+    )
+    targets = {t.name: t for t in targets_from(kube.services(), [], cfg(), own="default")}
+    assert sorted(targets) == ["agent", "both-a2a", "both-mcp"]
+    agent = targets["agent"]
+    assert agent.kind == "a2a" and agent.a2a is not None
+    assert (agent.a2a.name, agent.a2a.url) == ("agent", "http://agent.default.svc.cluster.local:9090/base")
+    assert targets["both-a2a"].kind == "a2a" and targets["both-mcp"].kind == "url"
 
 
 def test_path_annotations() -> None:

@@ -1,7 +1,8 @@
 """Kubernetes Services as targets, the way Agent Gateway users already mark them.
 
 A Service port whose ``appProtocol`` is ``kgateway.dev/mcp`` or
-``agentgateway.dev/mcp`` is a streamable-HTTP target; ``…/mcp-sse`` an SSE one.
+``agentgateway.dev/mcp`` is a streamable-HTTP target; ``…/mcp-sse`` an SSE one;
+``…/a2a`` an A2A agent (a target of kind ``a2a``, and a path on the A2A listener).
 Two halves:
 
 * :func:`targets_from` is pure: Service and Namespace objects (plain dicts, as the
@@ -36,6 +37,7 @@ import aiohttp
 import orjson
 
 from ..config import (
+    A2aAgentConfig,
     HttpSpec,
     KubernetesDiscoveryConfig,
     LabelSelector,
@@ -54,16 +56,23 @@ __all__ = [
     "targets_from",
 ]
 
-#: appProtocol → target kind. Both vendors' spellings, as Agent Gateway accepts them.
-APP_PROTOCOLS: dict[str, Literal["http", "sse"]] = {
+Kind = Literal["http", "sse", "a2a"]
+
+#: appProtocol → target kind. Both vendors' spellings, as Agent Gateway accepts them;
+#: ``a2a`` ports are A2A agents (docs/a2a.md), also served on the A2A listener.
+APP_PROTOCOLS: dict[str, Kind] = {
     "kgateway.dev/mcp": "http",
     "agentgateway.dev/mcp": "http",
     "kgateway.dev/mcp-sse": "sse",
     "agentgateway.dev/mcp-sse": "sse",
+    "kgateway.dev/a2a": "a2a",
+    "agentgateway.dev/a2a": "a2a",
 }
 PATH_ANNOTATIONS = ("agentgateway.dev/mcp-path", "kgateway.dev/mcp-path")
+#: An agent's base path (its card is at {path}/.well-known/agent-card.json).
+A2A_PATH_ANNOTATIONS = ("agentgateway.dev/a2a-path", "kgateway.dev/a2a-path")
 NAME_ANNOTATION = "agentgateway.dev/mcp-target-name"
-DEFAULT_PATHS = {"http": "/mcp", "sse": "/sse"}
+DEFAULT_PATHS: dict[Kind, str] = {"http": "/mcp", "sse": "/sse", "a2a": ""}
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -141,7 +150,7 @@ class _Candidate:
     namespace: str
     service: str
     port: int
-    kind: Literal["http", "sse"]
+    kind: Kind
     url: str
     #: For `…/mcp` ports with no path annotation: where a legacy SSE server would be.
     sse_url: str | None = None
@@ -211,11 +220,13 @@ def _candidates(service: Mapping[str, Any], config: KubernetesDiscoveryConfig) -
         )
         return []
     custom_path = next((annotations[a] for a in PATH_ANNOTATIONS if annotations.get(a)), None)
+    agent_path = next((annotations[a] for a in A2A_PATH_ANNOTATIONS if annotations.get(a)), None)
     out = []
     for p in ports:
         kind = APP_PROTOCOLS[p["appProtocol"]]
-        path = custom_path if isinstance(custom_path, str) else DEFAULT_PATHS[kind]
-        if not path.startswith("/"):
+        given = agent_path if kind == "a2a" else custom_path
+        path = given if isinstance(given, str) else DEFAULT_PATHS[kind]
+        if path and not path.startswith("/"):
             path = "/" + path
         wanted = base
         if len(ports) > 1:
@@ -296,7 +307,9 @@ def targets_from(
     targets = []
     for name in sorted(named):
         c = named[name]
-        if c.kind == "sse":
+        if c.kind == "a2a":
+            targets.append(TargetConfig(name=name, a2a=A2aAgentConfig(name=name, url=c.url)))
+        elif c.kind == "sse":
             targets.append(TargetConfig(name=name, sse=SseSpec(url=c.url)))
         elif c.sse_url is not None:
             targets.append(TargetConfig(name=name, url=c.url, sse_url=c.sse_url))
