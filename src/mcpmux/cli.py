@@ -13,7 +13,7 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from .observability import tracing
 from .observability.access import JsonFormatter
 from .observability.observer import Observer
 from .policy import AllowAll, Policy
+from .policy.auth import Principal
 from .upstream.credentials import UpstreamCredentials
 
 log = logging.getLogger("mcpmux")
@@ -101,7 +102,7 @@ async def serve(
     dispatcher = Dispatcher(gateway, policy_factory=_policy, credentials=credentials,
                             sessions=replication.sessions if replication is not None else None)
     _observe(dispatcher, observe or ObserveOptions())
-    a2a = A2aSide(gateway, config, lambda: gateway.config)
+    a2a = A2aSide(gateway, config, lambda: gateway.config, auth, _a2a_rules(dispatcher))
     _follow_reloads(gateway, a2a)
     app = StreamableHTTP(dispatcher, auth=auth)
     legacy = LegacySSE(dispatcher).mount(app)
@@ -119,10 +120,6 @@ async def serve(
                                                 timeout_graceful_shutdown=1)))
         names.append("admin")
     if config.a2a is not None:
-        if config.auth is not None:
-            log.warning("a2a: 'auth' protects the MCP listener only; the A2A listener on %s:%d "
-                        "forwards requests unauthenticated (agents check their own credentials)",
-                        config.a2a.listen.host, config.a2a.listen.port)
         servers.append(_Server(_listener_config(a2a.app, config, config.a2a.listen.host,
                                                 config.a2a.listen.port, False, timeout_graceful_shutdown=1)))
         names.append("a2a")
@@ -312,6 +309,21 @@ def security(config: GatewayConfig) -> tuple[ResourceServer | None, UpstreamCred
     # Discovery and reloads may add such targets later: cheap to have, so always with auth.
     credentials = UpstreamCredentials() if (needs or auth is not None) else None
     return auth, credentials
+
+
+def _a2a_rules(dispatcher: Dispatcher) -> Callable[[Principal | None, str, str], bool]:
+    """The A2A listener's check: the current authorization rules, with ``a2a.agent`` and
+    ``a2a.method`` (the CEL library is imported only when there are rules)."""
+
+    def allow(principal: Principal | None, agent: str, method: str) -> bool:
+        policy = dispatcher.policy
+        if not policy.varies_per_caller:
+            return True
+        from .policy.authorization import a2a_allowed
+
+        return a2a_allowed(policy, getattr(principal, "claims", None), agent, method)
+
+    return allow
 
 
 def _policy(config: GatewayConfig, current: Policy | None) -> Policy:

@@ -383,3 +383,97 @@ def test_an_agent_that_never_answers_times_out(alpha: AgentPeer, tmp_path: Path)
         assert resp.status_code == 504, resp.text
         assert "no answer within 1 s" in resp.json()["error"]["message"]
         assert time.monotonic() - started < 10
+
+
+# ---------------------------------------------------------------- auth and rules (issue 13 on A2A)
+
+A2A_RULES = [
+    'jwt.sub == "admin"',
+    'a2a.agent == "alpha" && a2a.method in ["GetAgentCard", "SendMessage", "message/send"]',
+]
+
+
+def test_a2a_listener_authenticates_and_applies_the_rules(alpha: AgentPeer, beta: AgentPeer,
+                                                          tmp_path: Path) -> None:
+    """With ``auth``, the A2A listener is a resource server like the MCP one: no token is
+    401 with the metadata challenge (the metadata is served here too), a token is checked,
+    and the rules decide per agent and method (JSON-RPC and REST alike). A refused request
+    reaches no agent, and the client's token is never passed on."""
+    from tests.e2e.conftest import free_port
+    from tests.support.security import Background, start_idp
+
+    bg = Background()
+    port = free_port()
+    mcp = f"http://127.0.0.1:{port}/mcp"
+    idp = start_idp(bg, mcp)
+    try:
+        config = {**a2a_config(alpha, beta),
+                  "auth": {"jwt": {"issuer": idp.issuer, "audiences": [mcp], "jwks_url": idp.jwks_url}},
+                  "authorization": {"rules": A2A_RULES}}
+        with run_gateway(config, tmp_path, port=port) as gw:
+            base = gw.a2a_url
+            assert base is not None
+            bob = {"Authorization": f"Bearer {idp.issue(idp.claims(sub='bob'))}", "A2A-Version": "1.0"}
+            admin = {"Authorization": f"Bearer {idp.issue(idp.claims(sub='admin'))}", "A2A-Version": "1.0"}
+            send = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+                    "params": {"message": {"messageId": "s1", "role": "ROLE_USER", "parts": [{"text": "hi"}]}}}
+
+            # No token, a forged one: 401 with the challenge; nothing reaches the agent.
+            before = alpha.last_headers()
+            for hdrs in ({}, {"Authorization": "Bearer not-a-jwt"}):
+                for resp in (httpx.get(f"{base}/alpha/.well-known/agent-card.json", headers=hdrs, timeout=10),
+                             httpx.post(f"{base}/alpha/jsonrpc", json=send, headers=hdrs, timeout=10)):
+                    assert resp.status_code == 401, resp.text
+                    assert resp.headers["www-authenticate"].startswith("Bearer "), resp.headers
+                    assert "resource_metadata=" in resp.headers["www-authenticate"]
+            assert alpha.last_headers() == before
+            meta = httpx.get(f"{base}/.well-known/oauth-protected-resource/mcp", timeout=10)
+            assert meta.status_code == 200 and meta.json()["authorization_servers"], meta.text
+
+            # bob may read alpha's card and send it messages, nothing else.
+            card = httpx.get(f"{base}/alpha/.well-known/agent-card.json", headers=bob, timeout=10)
+            assert card.status_code == 200 and card.json()["supportedInterfaces"][0]["url"].startswith(base)
+            ok = httpx.post(f"{base}/alpha/jsonrpc", json=send, headers=bob, timeout=10)
+            assert ok.status_code == 200, ok.text
+            task = ok.json()["result"]["task"]
+            assert task["artifacts"][0]["parts"][0]["text"] == "alpha echo: hi"
+            seen = alpha.last_headers()
+            assert "authorization" not in seen, seen  # the client's token stays at the gateway
+            get = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task["id"]}}
+            denied = [
+                httpx.post(f"{base}/alpha/jsonrpc", json=get, headers=bob, timeout=10),
+                httpx.get(f"{base}/beta/.well-known/agent-card.json", headers=bob, timeout=10),
+                httpx.post(f"{base}/beta/jsonrpc", json=send, headers=bob, timeout=10),
+                httpx.post(f"{base}/beta/rest/message:send", json={"message": send["params"]["message"]},
+                           headers=bob, timeout=10),
+            ]
+            for resp in denied:
+                assert resp.status_code == 403, resp.text
+                assert resp.json()["error"]["code"] == "forbidden"
+            assert [r.json()["error"]["method"] for r in denied] == [
+                "GetTask", "GetAgentCard", "SendMessage", "SendMessage"]
+            assert alpha.last_headers() == seen  # the refused GetTask never reached alpha
+
+            # admin may do anything: the same requests go through.
+            assert httpx.post(f"{base}/alpha/jsonrpc", json=get, headers=admin, timeout=10).json()[
+                "result"]["id"] == task["id"]
+            rest = httpx.post(f"{base}/beta/rest/message:send", json={"message": send["params"]["message"]},
+                              headers=admin, timeout=10)
+            assert rest.status_code == 200 and rest.json()["task"]["artifacts"][0]["parts"][0]["text"] == "beta echo: hi"
+    finally:
+        bg.run(idp.stop())
+        bg.close()
+
+
+def test_a2a_method_names_for_the_rules() -> None:
+    from mcpmux.a2a.proxy import a2a_method
+
+    assert a2a_method("POST", "jsonrpc", b'{"jsonrpc":"2.0","id":1,"method":"message/send"}') == "message/send"
+    assert a2a_method("POST", "rest/message:send", b'{"message":{}}') == "SendMessage"
+    assert a2a_method("POST", "v1/message:stream", b"{}") == "SendStreamingMessage"
+    assert a2a_method("GET", "v1/tasks/t1", b"") == "GetTask"
+    assert a2a_method("GET", "tasks", b"") == "ListTasks"
+    assert a2a_method("POST", "tasks/t1:cancel", b"") == "CancelTask"
+    assert a2a_method("GET", "tasks/t1/pushNotificationConfigs/c1", b"") == "GetTaskPushNotificationConfig"
+    assert a2a_method("DELETE", "tasks/t1/pushNotificationConfigs/c1", b"") == "DeleteTaskPushNotificationConfig"
+    assert a2a_method("PUT", "other/thing", b"not json") == "PUT /other/thing"

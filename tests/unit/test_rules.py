@@ -166,3 +166,17 @@ def test_fast_enough() -> None:
         r.allows(BOB, mcp)
     per_call = (time.perf_counter() - start) / n
     assert per_call < 250e-6
+
+
+def test_a2a_requests_see_a2a_and_never_an_earlier_mcp_request() -> None:
+    rules = Rules(['a2a.agent == "alpha" && a2a.method == "SendMessage"', 'mcp.target == "clock"'])
+    claims = {"sub": "bob"}
+    assert rules.allows_a2a(claims, {"agent": "alpha", "method": "SendMessage"})
+    assert not rules.allows_a2a(claims, {"agent": "alpha", "method": "GetTask"})
+    assert not rules.allows_a2a(claims, {"agent": "beta", "method": "SendMessage"})
+    # The same claims' cached MCP context held mcp.target == "clock": not seen by A2A.
+    assert rules.allows(claims, {"method": "tools/call", "target": "clock"})
+    assert not rules.allows_a2a(claims, {"agent": "beta", "method": "SendMessage"})
+    # ... and an A2A request leaves nothing behind for MCP ones.
+    assert not rules.allows(claims, {"method": "tools/call", "target": "notes"})
+    assert Rules(['jwt.sub == "bob"']).allows_a2a(claims, {"agent": "any", "method": "x"})

@@ -1,13 +1,19 @@
 """The A2A listener: ``/{agent}/.well-known/agent-card.json`` serves the agent's card
 rewritten to the gateway; anything else under ``/{agent}/`` is forwarded to the agent
 as it is (JSON-RPC and HTTP+JSON alike), its answer relayed as it arrives, so an SSE
-stream reaches the client event by event."""
+stream reaches the client event by event.
+
+With ``auth`` configured, every request (the card too) needs a valid token, checked
+as on the MCP listener (same 401/403/503 answers, RFC 9728 metadata served here as
+well), and the authorization rules decide with ``a2a.agent`` and ``a2a.method``; a
+refused request reaches no agent."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +22,8 @@ import orjson
 from yarl import URL
 
 from .. import __version__
+from ..listener.auth import ResourceServer
+from ..policy.auth import Principal
 from .agents import Agent, AgentError, Agents, connect_reason, read_limited
 from .card import CARD_PATH, rewrite_card
 
@@ -24,6 +32,8 @@ log = logging.getLogger("mcpmux.a2a")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+#: May this caller make this request of this agent (``a2a.method``)?
+Allow = Callable[[Principal | None, str, str], bool]
 
 #: Request headers a client's call carries to the agent (configured headers are added;
 #: the client's own credentials are not passed on, see docs/a2a.md).
@@ -41,15 +51,27 @@ class A2aProxy:
     """The ASGI app of the A2A listener."""
 
     def __init__(self, agents: Callable[[], Agents], max_body: Callable[[], int],
-                 max_response: Callable[[], int]) -> None:
+                 max_response: Callable[[], int], auth: ResourceServer | None = None,
+                 allow: Allow | None = None) -> None:
         self._agents = agents
         self._max_body = max_body
         self._max_response = max_response
+        self._auth = auth
+        self._allow = allow
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         path: str = scope.get("path", "/")
+        principal = None
+        if self._auth is not None:
+            headers = dict(_headers(scope))
+            if path in self._auth.metadata_paths:
+                await self._auth.metadata(scope, headers, send)
+                return
+            principal = await self._auth.authenticate(scope, headers, send)
+            if principal is None:
+                return  # refused, answered
         name, _, rest = path.lstrip("/").partition("/")
         registry = self._agents()
         agent = registry.agents.get(name)
@@ -64,14 +86,24 @@ class A2aProxy:
             return
         try:
             if "/" + rest == CARD_PATH and scope["method"] in ("GET", "HEAD"):
+                if await self._refused(principal, agent, CARD_METHOD, send):
+                    return
                 await self._card(agent, registry, scope, send)
             else:
-                await self._forward(agent, registry, rest, scope, receive, send)
+                await self._forward(agent, registry, rest, scope, receive, send, principal)
         except _ClientGone:
             return
         except AgentError as exc:
             await _json(send, exc.status, {"error": {"code": "agent_unavailable", "agent": agent.name,
                                                      "message": str(exc)}})
+
+    async def _refused(self, principal: Principal | None, agent: Agent, method: str, send: Send) -> bool:
+        """Answer 403 (and forward nothing) when the rules refuse this request."""
+        if self._allow is None or self._allow(principal, agent.name, method):
+            return False
+        await _json(send, 403, {"error": {"code": "forbidden", "agent": agent.name, "method": method,
+                                          "message": "not allowed by the gateway's authorization rules"}})
+        return True
 
     async def _card(self, agent: Agent, registry: Agents, scope: Scope, send: Send) -> None:
         card = await agent.get_card(registry.http)
@@ -80,11 +112,14 @@ class A2aProxy:
         await _json(send, 200, rewrite_card(card, agent.config.url, public))
 
     async def _forward(self, agent: Agent, registry: Agents, rest: str, scope: Scope,
-                       receive: Receive, send: Send) -> None:
+                       receive: Receive, send: Send, principal: Principal | None) -> None:
         body = await _read_body(receive, self._max_body())
         if body is None:
             await _json(send, 413, {"error": {"code": "too_large",
                                               "message": f"request body over {self._max_body()} bytes"}})
+            return
+        if self._allow is not None and await self._refused(principal, agent, a2a_method(scope["method"], rest, body),
+                                                           send):
             return
         url = URL(f"{agent.base_url}/{rest}", encoded=True)
         query = scope.get("query_string", b"").decode("latin-1")
@@ -139,6 +174,45 @@ class A2aProxy:
         await send({"type": "http.response.start", "status": resp.status,
                     "headers": [*headers, (b"content-length", str(len(raw)).encode())]})
         await send({"type": "http.response.body", "body": raw})
+
+
+_TAIL = r"(?:.*/)?"
+#: ``a2a.method`` of a card request.
+CARD_METHOD = "GetAgentCard"
+#: The HTTP+JSON binding's routes (the end of the path, below the agent's base path,
+#: with or without the 0.3 ``v1/`` prefix) as the JSON-RPC methods they stand for, so
+#: one rule covers both bindings.
+_REST = [
+    ("POST", re.compile(_TAIL + r"message:send"), "SendMessage"),
+    ("POST", re.compile(_TAIL + r"message:stream"), "SendStreamingMessage"),
+    ("GET", re.compile(_TAIL + r"tasks"), "ListTasks"),
+    ("GET", re.compile(_TAIL + r"tasks/[^/:]+"), "GetTask"),
+    ("POST", re.compile(_TAIL + r"tasks/[^/:]+:cancel"), "CancelTask"),
+    (None, re.compile(_TAIL + r"tasks/[^/:]+:subscribe"), "SubscribeToTask"),
+    ("POST", re.compile(_TAIL + r"tasks/[^/:]+/pushNotificationConfigs"), "CreateTaskPushNotificationConfig"),
+    ("GET", re.compile(_TAIL + r"tasks/[^/:]+/pushNotificationConfigs"), "ListTaskPushNotificationConfig"),
+    ("GET", re.compile(_TAIL + r"tasks/[^/:]+/pushNotificationConfigs/[^/]+"), "GetTaskPushNotificationConfig"),
+    ("DELETE", re.compile(_TAIL + r"tasks/[^/:]+/pushNotificationConfigs/[^/]+"), "DeleteTaskPushNotificationConfig"),
+    ("GET", re.compile(_TAIL + r"(extendedAgentCard|card)"), "GetExtendedAgentCard"),
+]
+
+
+def a2a_method(http_method: str, rest: str, body: bytes) -> str:
+    """What a request asks of the agent, for the rules: a JSON-RPC body's ``method``
+    (1.0 or 0.3 names, as sent), else the REST route's JSON-RPC name, else
+    ``"<HTTP method> /<path>"``."""
+    if body:
+        try:
+            msg = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            msg = None
+        if isinstance(msg, dict) and isinstance(msg.get("method"), str):
+            return str(msg["method"])
+    path = rest.split("?", 1)[0].strip("/")
+    for method, pattern, name in _REST:
+        if (method is None or method == http_method) and pattern.fullmatch(path):
+            return name
+    return f"{http_method} /{path}"
 
 
 async def _relay_stream(resp: aiohttp.ClientResponse, receive: Receive, send: Send) -> None:

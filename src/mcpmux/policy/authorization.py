@@ -27,7 +27,7 @@ from .rules import Rules
 if TYPE_CHECKING:
     from ..context import RequestContext
 
-__all__ = ["ANONYMOUS", "RulesPolicy", "build_policy", "principal_key"]
+__all__ = ["ANONYMOUS", "RulesPolicy", "a2a_allowed", "build_policy", "principal_key"]
 
 ANONYMOUS = "anonymous"
 _NO_CLAIMS: dict[str, Any] = {}
@@ -79,6 +79,16 @@ class RulesPolicy:
         if not self.limiter:
             return None
         return self.limiter.check(principal_key(ctx), name if method == "tools/call" else None)
+
+
+def a2a_allowed(policy: Policy, claims: dict[str, Any] | None, agent: str, method: str) -> bool:
+    """May a caller with these claims make this A2A request (``method``: the JSON-RPC
+    method, or the REST binding's equivalent)? The rules are the MCP listener's, with
+    ``a2a.agent`` and ``a2a.method`` instead of ``mcp``; without rules, yes."""
+    inner = getattr(policy, "inner", policy)  # a virtual server's scope has no A2A part
+    if not isinstance(inner, RulesPolicy) or not inner.varies_per_caller:
+        return True
+    return inner.rules.allows_a2a(claims or _NO_CLAIMS, {"agent": agent, "method": method})
 
 
 def build_policy(config: GatewayConfig, current: Policy | None = None) -> Policy:

@@ -10,7 +10,12 @@ Activation:
 
 - ``jwt``: every claim of the caller's access token (``{}`` without authentication);
 - ``mcp``: ``method``, ``target``, and per method ``tool: {name}`` (tools/call),
-  ``prompt: {name}`` (prompts/get), ``resource: {uri}`` (resources/*), ``arguments``.
+  ``prompt: {name}`` (prompts/get), ``resource: {uri}`` (resources/*), ``arguments``;
+- ``a2a`` (requests on the A2A listener only): ``agent``, ``method``.
+
+A request has either ``mcp`` or ``a2a``: a rule that reads the other fails, so it is
+false for that request (``jwt.sub == "alice"`` admits both kinds, ``mcp.target ==
+"k8s"`` only MCP requests).
 
 Library: ``common-expression-language`` (module ``cel``, Rust bindings to the
 ``cel`` crate), chosen over ``cel-python`` (``celpy``, pure Python). Measured on
@@ -49,7 +54,7 @@ import cel
 
 __all__ = ["Rules", "compile_rule"]
 
-_VARIABLES = frozenset({"jwt", "mcp"})
+_VARIABLES = frozenset({"jwt", "mcp", "a2a"})
 # Names bound by comprehension macros: `list.exists(x, ...)` binds x.
 _MACRO_VAR = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _CEL_ERROR = re.compile(r"<input>:(\d+):(\d+):\s*(.*)", re.DOTALL)
@@ -73,7 +78,7 @@ def _clean_error(exc: Exception) -> str:
 
 def compile_rule(source: str) -> Any:
     """Compile one rule; raise ValueError with a readable reason if it is not valid CEL
-    or reads a variable other than ``jwt`` and ``mcp``."""
+    or reads a variable other than ``jwt``, ``mcp`` and ``a2a``."""
     if not source.strip():
         raise ValueError("rule is empty")
     try:
@@ -85,7 +90,7 @@ def compile_rule(source: str) -> Any:
     if unknown:
         raise ValueError(
             f"invalid CEL rule {source!r}: unknown variable {unknown[0]!r} "
-            "(rules can read 'jwt' and 'mcp')"
+            "(rules can read 'jwt', 'mcp' and 'a2a')"
         )
     return program
 
@@ -139,6 +144,20 @@ class Rules:
         except Exception:
             self._contexts.pop(id(jwt), None)
             return False  # a value the library cannot represent: deny
+        return self._any(ctx)
+
+    def allows_a2a(self, jwt: dict[str, Any], a2a: dict[str, Any]) -> bool:
+        """The same for a request on the A2A listener. Its context is built afresh: the
+        cached ones carry the last MCP request's ``mcp``, which must not be seen here."""
+        if not self._programs:
+            return True
+        try:
+            ctx = cel.Context({"jwt": jwt, "a2a": a2a})
+        except Exception:
+            return False
+        return self._any(ctx)
+
+    def _any(self, ctx: Any) -> bool:
         for program in self._programs:
             try:
                 if program.execute(ctx) is True:
