@@ -191,6 +191,7 @@ def admin_app(dispatcher: Dispatcher, mcp: ASGIApp | None = None,
             "playground": mcp is not None,
             "servers": [{"name": v.name, "search": v.search} for v in gateway.config.servers],
             "tracing": _tracing_on(),
+            "agents": agents() if agents is not None else [],
         })
 
     async def metrics(_: Request) -> Response:

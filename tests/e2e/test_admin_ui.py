@@ -9,6 +9,7 @@ elicitation request answered in its form. Screenshots go to ``docs/img/``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -234,3 +235,30 @@ def test_admin_token_is_asked_once_and_kept_for_the_tab(tmp_path: Path, browser:
         _select_tool(page, "now")
         expect(_call(page)).to_have_attribute("data-outcome", "ok")
         context.close()
+
+
+def test_overview_shows_a2a_agents_and_an_agent_going_down(tmp_path: Path, browser: object) -> None:
+    """The A2A agents have their own table: card name and version, state, last error,
+    updated live when an agent stops answering."""
+    from tests.peers.a2a_agent import start_agent
+
+    with start_agent("alpha", tmp_path / "alpha.log") as alpha, contextlib.ExitStack() as stack:
+        beta = stack.enter_context(start_agent("beta", tmp_path / "beta.log"))
+        config = {"targets": [CLOCK],
+                  "a2a": {"agents": [{"name": a.name, "url": a.url, "timeout": 2} for a in (alpha, beta)]}}
+        with run_gateway(config, tmp_path) as gw:
+            context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+            page = context.new_page()
+            page.goto(gw.admin_url + "/")
+            for name in ("alpha", "beta"):
+                row = page.locator(f'tr[data-agent="{name}"]')
+                expect(row.locator(".badge")).to_have_text("ready", timeout=WAIT)  # type: ignore[attr-defined]
+                expect(row).to_contain_text(f"{name} agent")
+                expect(row).to_contain_text("1.2.3")
+            stack.close()  # beta stops; a call to it finds out
+            httpx.post(f"{gw.a2a_url}/beta/jsonrpc", json={}, timeout=10)
+            row = page.locator('tr[data-agent="beta"]')
+            expect(row.locator(".badge")).to_have_text("unreachable", timeout=WAIT)  # type: ignore[attr-defined]
+            expect(row.locator(".last-error")).not_to_have_text("—")  # type: ignore[attr-defined]
+            expect(page.locator('tr[data-agent="alpha"] .badge')).to_have_text("ready")  # type: ignore[attr-defined]
+            context.close()

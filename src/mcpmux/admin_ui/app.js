@@ -115,6 +115,21 @@ function Overview({ data, error }) {
       </table>
       ${(data.conflicts || []).length ? html`<div class="banner warn">Name conflicts: ${data.conflicts.map((c) => JSON.stringify(c)).join("; ")}</div>` : ""}
     </section>
+    ${(data.agents || []).length ? html`<section class="card">
+      <h2>A2A agents</h2>
+      <table class="targets agents">
+        <thead><tr><th>Name</th><th>Card</th><th>State</th><th>URL</th><th>Last error</th></tr></thead>
+        <tbody>
+          ${data.agents.map((a) => html`<tr key=${a.name} data-agent=${a.name}>
+            <td class="name">${a.name}</td>
+            <td>${a.card ? html`${a.card.name}<div class="sub">${a.card.version || ""}</div>` : html`<span class="muted">—</span>`}</td>
+            <td><${StateBadge} state=${a.state} /></td>
+            <td><code>${a.url}</code></td>
+            <td class="last-error">${a.lastError || html`<span class="muted">—</span>`}</td>
+          </tr>`)}
+        </tbody>
+      </table>
+    </section>` : ""}
     <div class="grid3">
       <section class="card">
         <h2>Listeners</h2>
