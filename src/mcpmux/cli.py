@@ -102,7 +102,7 @@ async def serve(
     dispatcher = Dispatcher(gateway, policy_factory=_policy, credentials=credentials,
                             sessions=replication.sessions if replication is not None else None)
     _observe(dispatcher, observe or ObserveOptions())
-    a2a = A2aSide(gateway, config, lambda: gateway.config, auth, _a2a_rules(dispatcher))
+    a2a = A2aSide(gateway, config, lambda: gateway.config, auth, _a2a_rules(dispatcher), _a2a_throttle(dispatcher))
     _follow_reloads(gateway, a2a)
     app = StreamableHTTP(dispatcher, auth=auth)
     legacy = LegacySSE(dispatcher).mount(app)
@@ -324,6 +324,21 @@ def _a2a_rules(dispatcher: Dispatcher) -> Callable[[Principal | None, str, str],
         return a2a_allowed(policy, getattr(principal, "claims", None), agent, method)
 
     return allow
+
+
+def _a2a_throttle(dispatcher: Dispatcher) -> Callable[[Principal | None], float | None]:
+    """The A2A listener's share of ``authorization.rate_limits``: the per-principal
+    buckets, the same ones MCP requests draw from (per-tool limits are MCP's only)."""
+
+    def throttle(principal: Principal | None) -> float | None:
+        limiter = getattr(getattr(dispatcher.policy, "inner", None), "limiter", None)
+        if not limiter:
+            return None
+        key = principal.key if principal is not None else "anonymous"
+        wait: float | None = limiter.check(key, None)
+        return wait
+
+    return throttle
 
 
 def _policy(config: GatewayConfig, current: Policy | None) -> Policy:

@@ -419,14 +419,14 @@ def test_a2a_listener_authenticates_and_applies_the_rules(alpha: AgentPeer, beta
                     "params": {"message": {"messageId": "s1", "role": "ROLE_USER", "parts": [{"text": "hi"}]}}}
 
             # No token, a forged one: 401 with the challenge; nothing reaches the agent.
-            before = alpha.last_headers()
-            for hdrs in ({}, {"Authorization": "Bearer not-a-jwt"}):
+            # (A marker version header shows whether a refused request reached the agent.)
+            for hdrs in ({"A2A-Version": "9.9"}, {"Authorization": "Bearer not-a-jwt", "A2A-Version": "9.9"}):
                 for resp in (httpx.get(f"{base}/alpha/.well-known/agent-card.json", headers=hdrs, timeout=10),
                              httpx.post(f"{base}/alpha/jsonrpc", json=send, headers=hdrs, timeout=10)):
                     assert resp.status_code == 401, resp.text
                     assert resp.headers["www-authenticate"].startswith("Bearer "), resp.headers
                     assert "resource_metadata=" in resp.headers["www-authenticate"]
-            assert alpha.last_headers() == before
+            assert alpha.last_headers().get("a2a-version") != "9.9"
             meta = httpx.get(f"{base}/.well-known/oauth-protected-resource/mcp", timeout=10)
             assert meta.status_code == 200 and meta.json()["authorization_servers"], meta.text
 
@@ -440,12 +440,13 @@ def test_a2a_listener_authenticates_and_applies_the_rules(alpha: AgentPeer, beta
             seen = alpha.last_headers()
             assert "authorization" not in seen, seen  # the client's token stays at the gateway
             get = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task["id"]}}
+            marked = {**bob, "A2A-Version": "9.9"}
             denied = [
-                httpx.post(f"{base}/alpha/jsonrpc", json=get, headers=bob, timeout=10),
-                httpx.get(f"{base}/beta/.well-known/agent-card.json", headers=bob, timeout=10),
-                httpx.post(f"{base}/beta/jsonrpc", json=send, headers=bob, timeout=10),
+                httpx.post(f"{base}/alpha/jsonrpc", json=get, headers=marked, timeout=10),
+                httpx.get(f"{base}/beta/.well-known/agent-card.json", headers=marked, timeout=10),
+                httpx.post(f"{base}/beta/jsonrpc", json=send, headers=marked, timeout=10),
                 httpx.post(f"{base}/beta/rest/message:send", json={"message": send["params"]["message"]},
-                           headers=bob, timeout=10),
+                           headers=marked, timeout=10),
             ]
             for resp in denied:
                 assert resp.status_code == 403, resp.text
@@ -453,6 +454,7 @@ def test_a2a_listener_authenticates_and_applies_the_rules(alpha: AgentPeer, beta
             assert [r.json()["error"]["method"] for r in denied] == [
                 "GetTask", "GetAgentCard", "SendMessage", "SendMessage"]
             assert alpha.last_headers() == seen  # the refused GetTask never reached alpha
+            assert beta.last_headers().get("a2a-version") != "9.9"
 
             # admin may do anything: the same requests go through.
             assert httpx.post(f"{base}/alpha/jsonrpc", json=get, headers=admin, timeout=10).json()[
@@ -477,3 +479,24 @@ def test_a2a_method_names_for_the_rules() -> None:
     assert a2a_method("GET", "tasks/t1/pushNotificationConfigs/c1", b"") == "GetTaskPushNotificationConfig"
     assert a2a_method("DELETE", "tasks/t1/pushNotificationConfigs/c1", b"") == "DeleteTaskPushNotificationConfig"
     assert a2a_method("PUT", "other/thing", b"not json") == "PUT /other/thing"
+
+
+def test_a2a_requests_draw_on_the_callers_rate_limit(alpha: AgentPeer, tmp_path: Path) -> None:
+    """``authorization.rate_limits`` per principal cover the A2A listener too (without
+    ``auth`` every caller is ``anonymous``): past the burst, 429 with Retry-After, and
+    the refused request reaches no agent."""
+    config = {**a2a_config(alpha),
+              "authorization": {"rate_limits": [{"per": "principal", "rate": 0.001, "burst": 2}]}}
+    send = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+            "params": {"message": {"messageId": "r1", "role": "ROLE_USER", "parts": [{"text": "n"}]}}}
+    hdrs = {"A2A-Version": "1.0"}
+    with run_gateway(config, tmp_path) as gw:
+        for _ in range(2):
+            ok = httpx.post(f"{gw.a2a_url}/alpha/jsonrpc", json=send, headers=hdrs, timeout=10)
+            assert ok.status_code == 200, ok.text
+        refused = httpx.post(f"{gw.a2a_url}/alpha/jsonrpc", json={**send, "id": 3},
+                             headers={"A2A-Version": "9.9"}, timeout=10)  # a marker, if it got through
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert alpha.last_headers()["a2a-version"] == "1.0"

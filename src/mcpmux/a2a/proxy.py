@@ -6,7 +6,7 @@ stream reaches the client event by event.
 With ``auth`` configured, every request (the card too) needs a valid token, checked
 as on the MCP listener (same 401/403/503 answers, RFC 9728 metadata served here as
 well), and the authorization rules decide with ``a2a.agent`` and ``a2a.method``; a
-refused request reaches no agent."""
+refused request reaches no agent. The per-principal rate limits are charged here too."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 #: May this caller make this request of this agent (``a2a.method``)?
 Allow = Callable[[Principal | None, str, str], bool]
+#: Charge one request to this caller's rate limit: None, or the seconds to wait.
+Throttle = Callable[[Principal | None], float | None]
 
 #: Request headers a client's call carries to the agent (configured headers are added;
 #: the client's own credentials are not passed on, see docs/a2a.md).
@@ -52,12 +54,13 @@ class A2aProxy:
 
     def __init__(self, agents: Callable[[], Agents], max_body: Callable[[], int],
                  max_response: Callable[[], int], auth: ResourceServer | None = None,
-                 allow: Allow | None = None) -> None:
+                 allow: Allow | None = None, throttle: Throttle | None = None) -> None:
         self._agents = agents
         self._max_body = max_body
         self._max_response = max_response
         self._auth = auth
         self._allow = allow
+        self._throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,6 +75,12 @@ class A2aProxy:
             principal = await self._auth.authenticate(scope, headers, send)
             if principal is None:
                 return  # refused, answered
+        wait = self._throttle(principal) if self._throttle is not None else None
+        if wait is not None:
+            await _json(send, 429, {"error": {"code": "rate_limited",
+                                              "message": f"rate limit reached; retry in {wait:.1f} s"}},
+                        [(b"retry-after", str(max(1, round(wait))).encode())])
+            return
         name, _, rest = path.lstrip("/").partition("/")
         registry = self._agents()
         agent = registry.agents.get(name)
@@ -263,9 +272,9 @@ def _header(scope: Scope, name: str) -> str | None:
     return next((v for k, v in _headers(scope) if k == name), None)
 
 
-async def _json(send: Send, status: int, data: Any) -> None:
+async def _json(send: Send, status: int, data: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     body = orjson.dumps(data)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()), *(extra or [])]})
     await send({"type": "http.response.body", "body": body})

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import GatewayConfig
 from ..tasks import TaskOwner
 from .agents import Agents
-from .proxy import A2aProxy, Allow
+from .proxy import A2aProxy, Allow, Throttle
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
@@ -27,12 +27,12 @@ log = logging.getLogger("mcpmux.a2a")
 class A2aSide:
     def __init__(self, gateway: Gateway, config: GatewayConfig,
                  current: Callable[[], GatewayConfig], auth: ResourceServer | None = None,
-                 allow: Allow | None = None) -> None:
+                 allow: Allow | None = None, throttle: Throttle | None = None) -> None:
         self.listen = config.a2a.listen if config.a2a is not None else None
         self._gateway = gateway
         self._registry = Agents([])
         self.app = A2aProxy(self.agents, lambda: current().limits.max_body_bytes,
-                            lambda: current().limits.max_response_bytes, auth, allow)
+                            lambda: current().limits.max_response_bytes, auth, allow, throttle)
         self._tasks = TaskOwner("a2a")
 
     def agents(self) -> Agents:
