@@ -165,6 +165,8 @@ def test_version_header_and_both_versions_pass_through(gw: Gateway, alpha: Agent
     ok = httpx.post(f"{gw.a2a_url}/alpha/jsonrpc", json=send, headers={"A2A-Version": "1.0"}, timeout=10)
     assert ok.status_code == 200 and ok.json()["result"]["task"]["artifacts"][0]["parts"][0]["text"] == "alpha echo: v1"
     assert alpha.last_headers()["a2a-version"] == "1.0"
+    # Bodies are relayed as they come (not decompressed): the agent is asked for them plain.
+    assert alpha.last_headers()["accept-encoding"] == "identity"
     # Without the header the agent treats the request as 0.3 and refuses the 1.0 name:
     # the gateway adds nothing of its own.
     refused = httpx.post(f"{gw.a2a_url}/alpha/jsonrpc", json=send, timeout=10).json()

@@ -88,7 +88,8 @@ class Agent:
 async def fetch_card(http: aiohttp.ClientSession, config: A2aAgentConfig) -> dict[str, Any]:
     """GET ``{url}/.well-known/agent-card.json`` with the configured headers."""
     url = config.url.rstrip("/") + CARD_PATH
-    headers = {"Accept": "application/json", "User-Agent": f"mcpmux/{__version__}", **config.headers}
+    headers = {"Accept": "application/json", "Accept-Encoding": "identity", "User-Agent": f"mcpmux/{__version__}",
+               **config.headers}
     try:
         async with http.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=config.timeout),
                             allow_redirects=False) as resp:

@@ -135,7 +135,10 @@ class A2aProxy:
         if query:
             url = url.with_query(query)
         headers = {k: v for k, v in _headers(scope) if k in _FORWARDED}
-        headers.update({"User-Agent": f"mcpmux/{__version__}", **agent.config.headers})
+        # The pool does not decompress (bodies are relayed as they come) and the client's
+        # Accept-Encoding is not passed on: ask for the body as it is.
+        headers.update({"Accept-Encoding": "identity", "User-Agent": f"mcpmux/{__version__}",
+                        **agent.config.headers})
         try:
             # The answer's headers must come within the agent's timeout (a stream's body
             # may then take as long as it takes).

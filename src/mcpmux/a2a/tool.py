@@ -117,7 +117,7 @@ class A2aSession(UpstreamSession):
         url = f"{self.agent.url.rstrip('/')}/{jsonrpc_path(self.card or {}, self.agent.url)}"
         headers = {"Content-Type": "application/json", "A2A-Version": A2A_VERSION,
                    "Accept": "text/event-stream" if streaming else "application/json",
-                   "User-Agent": f"mcpmux/{__version__}", **self.agent.headers}
+                   "Accept-Encoding": "identity", "User-Agent": f"mcpmux/{__version__}", **self.agent.headers}
         try:
             async with self._http.post(url, data=orjson.dumps(request), headers=headers,
                                        allow_redirects=False,
