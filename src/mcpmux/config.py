@@ -502,38 +502,20 @@ class ServerConfig(_Model):
         return v
 
 
-class A2aAgentConfig(_Model):
+class A2aAgentConfig(HttpSpec):
     """One A2A agent behind the gateway: served at ``/{name}/`` on the A2A listener and
-    as the MCP tool ``send_message`` of a target of kind ``a2a`` with the same name."""
-
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    as the MCP tool ``send_message`` of a target of kind ``a2a`` with the same name.
+    ``url`` is the agent's base URL (its card is at {url}/.well-known/agent-card.json);
+    ``url`` and ``headers`` are checked as an http target's."""
 
     name: str
-    # The agent's base URL; its card is at {url}/.well-known/agent-card.json.
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
     # Seconds for the card fetch and for a non-streaming call (streams are not cut).
     timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
 
     @field_validator("name")
     @classmethod
     def _dns_label(cls, v: str) -> str:
-        if len(v) > 63 or not _DNS1123_LABEL.match(v):
-            raise ValueError(
-                "must be a DNS-1123 label (lower-case letters, digits, '-'; "
-                f"starting and ending with a letter or digit; at most 63 characters), got {v!r}"
-            )
-        return v
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        return _check_http_url(v)
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        return _check_header_map(v)
+        return _target_name(v)
 
 
 class A2aListenConfig(_Model):
@@ -596,12 +578,7 @@ class TargetConfig(_Model):
     @field_validator("name")
     @classmethod
     def _dns_label(cls, v: str) -> str:
-        if len(v) > 63 or not _DNS1123_LABEL.match(v):
-            raise ValueError(
-                "must be a DNS-1123 label (lower-case letters, digits, '-'; "
-                f"starting and ending with a letter or digit; at most 63 characters), got {v!r}"
-            )
-        return v
+        return _target_name(v)
 
     @field_validator("url", "sse_url")
     @classmethod
@@ -817,6 +794,16 @@ class NamespacesConfig(_Model):
                 "'from: Selector' needs a 'selector' (matchLabels and/or matchExpressions)"
             )
         return self
+
+
+def _target_name(value: str) -> str:
+    """A target's (or agent's) name: a DNS-1123 label, as Kubernetes Service names are."""
+    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        raise ValueError(
+            "must be a DNS-1123 label (lower-case letters, digits, '-'; "
+            f"starting and ending with a letter or digit; at most 63 characters), got {value!r}"
+        )
+    return value
 
 
 def _dns_label(value: str) -> str:

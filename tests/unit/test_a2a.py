@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mcpmux.a2a.card import jsonrpc_path, relative_path, rewrite_card, skills_text
+from mcpmux.a2a.proxy import a2a_method
 from mcpmux.config import ConfigError, parse_config
 from mcpmux.redact import redact
 
@@ -171,3 +172,15 @@ def test_a2a_error_answers_raise() -> None:
     with pytest.raises(AgentError, match="A2A error -32001: Task not found"):
         _answer({"jsonrpc": "2.0", "id": 1, "error": {"code": -32001, "message": "Task not found"}})
     assert _answer({"jsonrpc": "2.0", "id": 1, "result": {"task": {}}}) == {"task": {}}
+
+
+def test_a2a_method_names_for_the_rules() -> None:
+    assert a2a_method("POST", "jsonrpc", b'{"jsonrpc":"2.0","id":1,"method":"message/send"}') == "message/send"
+    assert a2a_method("POST", "rest/message:send", b'{"message":{}}') == "SendMessage"
+    assert a2a_method("POST", "v1/message:stream", b"{}") == "SendStreamingMessage"
+    assert a2a_method("GET", "v1/tasks/t1", b"") == "GetTask"
+    assert a2a_method("GET", "tasks", b"") == "ListTasks"
+    assert a2a_method("POST", "tasks/t1:cancel", b"") == "CancelTask"
+    assert a2a_method("GET", "tasks/t1/pushNotificationConfigs/c1", b"") == "GetTaskPushNotificationConfig"
+    assert a2a_method("DELETE", "tasks/t1/pushNotificationConfigs/c1", b"") == "DeleteTaskPushNotificationConfig"
+    assert a2a_method("PUT", "other/thing", b"not json") == "PUT /other/thing"
