@@ -327,16 +327,15 @@ def _a2a_rules(dispatcher: Dispatcher) -> Callable[[Principal | None, str, str],
 
 
 def _a2a_throttle(dispatcher: Dispatcher) -> Callable[[Principal | None], float | None]:
-    """The A2A listener's share of ``authorization.rate_limits``: the per-principal
-    buckets, the same ones MCP requests draw from (per-tool limits are MCP's only)."""
+    """The A2A listener's share of ``authorization.rate_limits`` (see a2a_throttle)."""
 
     def throttle(principal: Principal | None) -> float | None:
-        limiter = getattr(getattr(dispatcher.policy, "inner", None), "limiter", None)
-        if not limiter:
+        policy = dispatcher.policy
+        if isinstance(getattr(policy, "inner", policy), AllowAll):
             return None
-        key = principal.key if principal is not None else "anonymous"
-        wait: float | None = limiter.check(key, None)
-        return wait
+        from .policy.authorization import a2a_throttle
+
+        return a2a_throttle(policy, getattr(principal, "key", None))
 
     return throttle
 

@@ -27,7 +27,7 @@ from .rules import Rules
 if TYPE_CHECKING:
     from ..context import RequestContext
 
-__all__ = ["ANONYMOUS", "RulesPolicy", "a2a_allowed", "build_policy", "principal_key"]
+__all__ = ["ANONYMOUS", "RulesPolicy", "a2a_allowed", "a2a_throttle", "build_policy", "principal_key"]
 
 ANONYMOUS = "anonymous"
 _NO_CLAIMS: dict[str, Any] = {}
@@ -89,6 +89,15 @@ def a2a_allowed(policy: Policy, claims: dict[str, Any] | None, agent: str, metho
     if not isinstance(inner, RulesPolicy) or not inner.varies_per_caller:
         return True
     return inner.rules.allows_a2a(claims or _NO_CLAIMS, {"agent": agent, "method": method})
+
+
+def a2a_throttle(policy: Policy, key: str | None) -> float | None:
+    """Charge one A2A request to the caller's per-principal buckets (the ones its MCP
+    requests draw from; per-tool limits are MCP's): None, or the seconds to wait."""
+    inner = getattr(policy, "inner", policy)
+    if not isinstance(inner, RulesPolicy) or not inner.limiter:
+        return None
+    return inner.limiter.check(key or ANONYMOUS, None)
 
 
 def build_policy(config: GatewayConfig, current: Policy | None = None) -> Policy:
