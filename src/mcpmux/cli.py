@@ -13,13 +13,14 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
 from . import __version__, redact
+from .a2a.guard import PolicyGuard
 from .a2a.side import A2aSide
 from .admin import admin_app
 from .config import ConfigError, GatewayConfig, config_from_dict, load_config
@@ -34,7 +35,6 @@ from .observability import tracing
 from .observability.access import JsonFormatter
 from .observability.observer import Observer
 from .policy import AllowAll, Policy
-from .policy.auth import Principal
 from .upstream.credentials import UpstreamCredentials
 
 log = logging.getLogger("mcpmux")
@@ -102,7 +102,7 @@ async def serve(
     dispatcher = Dispatcher(gateway, policy_factory=_policy, credentials=credentials,
                             sessions=replication.sessions if replication is not None else None)
     _observe(dispatcher, observe or ObserveOptions())
-    a2a = A2aSide(gateway, config, lambda: gateway.config, auth, _a2a_rules(dispatcher), _a2a_throttle(dispatcher))
+    a2a = A2aSide(gateway, config, lambda: gateway.config, auth, PolicyGuard(lambda: dispatcher.policy))
     _follow_reloads(gateway, a2a)
     app = StreamableHTTP(dispatcher, auth=auth)
     legacy = LegacySSE(dispatcher).mount(app)
@@ -309,35 +309,6 @@ def security(config: GatewayConfig) -> tuple[ResourceServer | None, UpstreamCred
     # Discovery and reloads may add such targets later: cheap to have, so always with auth.
     credentials = UpstreamCredentials() if (needs or auth is not None) else None
     return auth, credentials
-
-
-def _a2a_rules(dispatcher: Dispatcher) -> Callable[[Principal | None, str, str], bool]:
-    """The A2A listener's check: the current authorization rules, with ``a2a.agent`` and
-    ``a2a.method`` (the CEL library is imported only when there are rules)."""
-
-    def allow(principal: Principal | None, agent: str, method: str) -> bool:
-        policy = dispatcher.policy
-        if not policy.varies_per_caller:
-            return True
-        from .policy.authorization import a2a_allowed
-
-        return a2a_allowed(policy, getattr(principal, "claims", None), agent, method)
-
-    return allow
-
-
-def _a2a_throttle(dispatcher: Dispatcher) -> Callable[[Principal | None], float | None]:
-    """The A2A listener's share of ``authorization.rate_limits`` (see a2a_throttle)."""
-
-    def throttle(principal: Principal | None) -> float | None:
-        policy = dispatcher.policy
-        if isinstance(getattr(policy, "inner", policy), AllowAll):
-            return None
-        from .policy.authorization import a2a_throttle
-
-        return a2a_throttle(policy, getattr(principal, "key", None))
-
-    return throttle
 
 
 def _policy(config: GatewayConfig, current: Policy | None) -> Policy:

@@ -26,16 +26,13 @@ from ..listener.auth import ResourceServer
 from ..policy.auth import Principal
 from .agents import Agent, AgentError, Agents, connect_reason, read_limited
 from .card import CARD_PATH, rewrite_card
+from .guard import PolicyGuard
 
 log = logging.getLogger("mcpmux.a2a")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-#: May this caller make this request of this agent (``a2a.method``)?
-Allow = Callable[[Principal | None, str, str], bool]
-#: Charge one request to this caller's rate limit: None, or the seconds to wait.
-Throttle = Callable[[Principal | None], float | None]
 
 #: Request headers a client's call carries to the agent (configured headers are added;
 #: the client's own credentials are not passed on, see docs/a2a.md).
@@ -54,13 +51,12 @@ class A2aProxy:
 
     def __init__(self, agents: Callable[[], Agents], max_body: Callable[[], int],
                  max_response: Callable[[], int], auth: ResourceServer | None = None,
-                 allow: Allow | None = None, throttle: Throttle | None = None) -> None:
+                 guard: PolicyGuard | None = None) -> None:
         self._agents = agents
         self._max_body = max_body
         self._max_response = max_response
         self._auth = auth
-        self._allow = allow
-        self._throttle = throttle
+        self._guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,7 +71,7 @@ class A2aProxy:
             principal = await self._auth.authenticate(scope, headers, send)
             if principal is None:
                 return  # refused, answered
-        wait = self._throttle(principal) if self._throttle is not None else None
+        wait = self._guard.throttle(principal) if self._guard is not None else None
         if wait is not None:
             await _json(send, 429, {"error": {"code": "rate_limited",
                                               "message": f"rate limit reached; retry in {wait:.1f} s"}},
@@ -95,7 +91,7 @@ class A2aProxy:
             return
         try:
             if "/" + rest == CARD_PATH and scope["method"] in ("GET", "HEAD"):
-                if await self._refused(principal, agent, CARD_METHOD, send):
+                if self._rules_on() and await self._refused(principal, agent, CARD_METHOD, send):
                     return
                 await self._card(agent, registry, scope, send)
             else:
@@ -106,9 +102,12 @@ class A2aProxy:
             await _json(send, exc.status, {"error": {"code": "agent_unavailable", "agent": agent.name,
                                                      "message": str(exc)}})
 
+    def _rules_on(self) -> bool:
+        return self._guard is not None and self._guard.active()
+
     async def _refused(self, principal: Principal | None, agent: Agent, method: str, send: Send) -> bool:
         """Answer 403 (and forward nothing) when the rules refuse this request."""
-        if self._allow is None or self._allow(principal, agent.name, method):
+        if self._guard is None or self._guard.allows(principal, agent.name, method):
             return False
         await _json(send, 403, {"error": {"code": "forbidden", "agent": agent.name, "method": method,
                                           "message": "not allowed by the gateway's authorization rules"}})
@@ -127,8 +126,7 @@ class A2aProxy:
             await _json(send, 413, {"error": {"code": "too_large",
                                               "message": f"request body over {self._max_body()} bytes"}})
             return
-        if self._allow is not None and await self._refused(principal, agent, a2a_method(scope["method"], rest, body),
-                                                           send):
+        if self._rules_on() and await self._refused(principal, agent, a2a_method(scope["method"], rest, body), send):
             return
         url = URL(f"{agent.base_url}/{rest}", encoded=True)
         query = scope.get("query_string", b"").decode("latin-1")

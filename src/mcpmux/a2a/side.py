@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from ..config import GatewayConfig
 from ..tasks import TaskOwner
 from .agents import Agents
-from .proxy import A2aProxy, Allow, Throttle
+from .guard import PolicyGuard
+from .proxy import A2aProxy
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
@@ -27,12 +28,12 @@ log = logging.getLogger("mcpmux.a2a")
 class A2aSide:
     def __init__(self, gateway: Gateway, config: GatewayConfig,
                  current: Callable[[], GatewayConfig], auth: ResourceServer | None = None,
-                 allow: Allow | None = None, throttle: Throttle | None = None) -> None:
+                 guard: PolicyGuard | None = None) -> None:
         self.listen = config.a2a.listen if config.a2a is not None else None
         self._gateway = gateway
         self._registry = Agents([])
         self.app = A2aProxy(self.agents, lambda: current().limits.max_body_bytes,
-                            lambda: current().limits.max_response_bytes, auth, allow, throttle)
+                            lambda: current().limits.max_response_bytes, auth, guard)
         self._tasks = TaskOwner("a2a")
 
     def agents(self) -> Agents:
