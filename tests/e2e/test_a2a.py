@@ -272,6 +272,24 @@ async def test_mcp_call_streams_progress(gw: Gateway) -> None:
     assert notes[2][0] - notes[0][0] > 0.6  # as they happened, not at the end
 
 
+async def test_mcp_call_answers_over_the_size_limit_are_clear_errors(alpha: AgentPeer, tmp_path: Path) -> None:
+    """``limits.max_response_bytes`` bounds what the tool reads from an agent: a whole
+    answer, and each event of a streamed one (an agent flooding one event is cut)."""
+    config = {**a2a_config(alpha), "limits": {"max_response_bytes": 300}}
+    with run_gateway(config, tmp_path) as gateway:
+        gateway.wait_target("alpha")
+        async with streamable_http_client(gateway.mcp_url) as (r, w), ClientSession(r, w) as s:
+            await s.initialize()
+            whole = await s.call_tool("send_message", {"message": "big"})
+            assert whole.is_error and "answer larger than 300 bytes" in text_of(whole), whole
+
+            async def progress(_: float, __: float | None, message: str | None) -> None:
+                pass
+
+            streamed = await s.call_tool("send_message", {"message": "slow big"}, progress_callback=progress)
+            assert streamed.is_error and "a stream event larger than 300 bytes" in text_of(streamed), streamed
+
+
 async def test_mcp_call_to_dead_agent_is_error(alpha: AgentPeer, tmp_path: Path) -> None:
     with start_agent("gamma", tmp_path / "gamma.log") as gamma, \
             run_gateway(a2a_config(alpha, gamma), tmp_path) as gw:

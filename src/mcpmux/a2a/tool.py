@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .. import __version__
+from .. import __version__, sse
 from ..config import A2aAgentConfig
 from ..jsonrpc import Message
 from ..redact import redact
@@ -177,27 +177,16 @@ class A2aSession(UpstreamSession):
         return {"task": task}
 
 
-async def _sse_data(resp: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
+async def _sse_data(resp: aiohttp.ClientResponse, limit: int) -> AsyncIterator[str]:
     """The ``data`` of each SSE event as it arrives; an event over ``limit`` bytes fails."""
-    buf = b""
-    data: list[bytes] = []
-    async for chunk in resp.content.iter_any():
-        buf += chunk
-        while True:
-            line, sep, rest = buf.partition(b"\n")
-            if not sep:
-                break
-            buf = rest
-            line = line.rstrip(b"\r")
-            if line.startswith(b"data:"):
-                data.append(line[5:].removeprefix(b" "))
-            elif not line and data:
-                yield b"\n".join(data)
-                data = []
-        if len(buf) + sum(map(len, data)) > limit:
-            raise AgentError("", f"a stream event larger than {limit} bytes (limits.max_response_bytes)")
-    if data:
-        yield b"\n".join(data)
+    parser = sse.Parser(limit)
+    try:
+        async for chunk in resp.content.iter_any():
+            for event in parser.feed(chunk):
+                if event.data:
+                    yield event.data
+    except sse.EventTooLarge:
+        raise AgentError("", f"a stream event larger than {limit} bytes (limits.max_response_bytes)") from None
 
 
 def _answer(envelope: Any) -> dict[str, Any]:
