@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from mcpmux.a2a.agents import Agents
 from mcpmux.a2a.card import jsonrpc_path, relative_path, rewrite_card, skills_text
 from mcpmux.a2a.proxy import a2a_method
 from mcpmux.config import ConfigError, parse_config
@@ -108,6 +109,14 @@ def test_agent_headers_expanded_and_redacted() -> None:
     assert cfg.a2a is not None
     assert cfg.a2a.agents[0].headers == {"Authorization": "Bearer s3cret-a2a-token"}
     assert "s3cret-a2a-token" not in redact("sent Bearer s3cret-a2a-token")
+
+
+def test_agent_status_never_shows_a_secret_in_its_url() -> None:
+    text = "a2a:\n  agents:\n    - name: alpha\n      url: 'http://a/?key=${KEY}'\n"
+    cfg = parse_config(text, "t.yaml", {"KEY": "s3cret-url-key"})
+    assert cfg.a2a is not None
+    status = Agents(cfg.a2a.agents).status()
+    assert "s3cret-url-key" not in str(status) and status[0]["url"].startswith("http://a/?key="), status
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ class Agent:
         card = self.card or {}
         return {
             "name": self.name,
-            "url": self.config.url,
+            "url": redact(self.config.url),  # a ${VAR} in it (a token in the query) stays hidden
             "state": self.state,
             "lastError": self.last_error,
             "card": {"name": card.get("name"), "version": card.get("version")} if self.card else None,
