@@ -844,6 +844,9 @@ class GatewayConfig(_Model):
     listen: ListenConfig = Field(default_factory=ListenConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     prefix: PrefixMode = "conditional"
+    # The target that gets calls to tool and prompt names no target lists, when the
+    # naming names no owner (a merged namespace; a prefix that is no target's).
+    fallback_target: str | None = None
     # Origins accepted besides loopback ones (DNS-rebinding protection); "*" = any.
     allowed_origins: list[Annotated[str, AfterValidator(_check_origin)]] = Field(
         default_factory=list
@@ -888,6 +891,14 @@ class GatewayConfig(_Model):
                 raise ValueError(f"duplicate server name '{server.name}'")
             seen.add(server.name)
         return v
+
+    @model_validator(mode="after")
+    def _fallback_is_a_target(self) -> GatewayConfig:
+        name = self.fallback_target
+        if name is not None and self.discovery.kubernetes is None and name not in {t.name for t in self.all_targets()}:
+            known = ", ".join(t.name for t in self.all_targets()) or "none"
+            raise ValueError(f"fallback_target {name!r} names no target (targets: {known})")
+        return self
 
     @model_validator(mode="after")
     def _identity_needs_auth(self) -> GatewayConfig:

@@ -38,7 +38,7 @@ from .jsonrpc import (
     error,
     result,
 )
-from .mrtr import Bridge, Continuation, origin_of
+from .mrtr import Bridge, Continuation, check_input_responses, origin_of
 from .multiplexer.catalog import Route, View
 from .multiplexer.search import (
     CALL_TOOL,
@@ -497,6 +497,8 @@ class Dispatcher:
             raise RPCError(INVALID_PARAMS, "params.uri must be a string")
         view = self.gateway.view
         route = view.route_uri(uri)
+        if route is None and not self.policy.varies_per_caller:
+            route = self.gateway.unlisted_uri_route(uri)
         if route is None or not self.policy.authorize(
                 ctx, Action(method, route.target, uri=route.original,
                             exposed=view.expose_uri(route.target, route.original))):
@@ -670,6 +672,8 @@ class Dispatcher:
             params = {**params, "_meta": {**meta, "progressToken": f"mcpmux-{next(_tokens)}"}}
         origin = origin_of(method, route.original)
         held: Continuation | None = None
+        if session.stateless and "inputResponses" in params:
+            check_input_responses(params["inputResponses"])
         if session.stateless and "requestState" in params:
             params, held = await self.bridge.resume(route.target, origin, params, session.record.owner)
         call = Call(session, route.target, emit, token)

@@ -41,6 +41,19 @@ CONTINUATION_TTL = 600.0
 MAX_INPUT_ROUNDS = 8
 
 
+def check_input_responses(value: Any) -> dict[str, Any]:
+    """A retry's ``inputResponses``: an object of objects (each an elicitation, sampling
+    or roots result). Anything else is a protocol error (-32602), answered before the
+    request goes anywhere, as SEP-2322 asks of a server."""
+    if not isinstance(value, dict):
+        raise RPCError(INVALID_PARAMS, "inputResponses must be an object keyed by the inputRequests it answers")
+    bad = next((k for k, v in value.items() if not isinstance(v, dict)), None)
+    if bad is not None:
+        raise RPCError(INVALID_PARAMS, f"inputResponses[{bad!r}] must be an object (the result of "
+                       "the request it answers)")
+    return value
+
+
 class Continuation:
     """One upstream call outliving the client request that started it. It is the
     call's sink: progress goes to whichever client request is waiting now."""
@@ -224,9 +237,7 @@ class Bridge:
             # Bound to its principal: someone else's state (seen in a log, a proxy) must
             # neither resume their held call nor replay their target's state.
             raise RPCError(INVALID_PARAMS, "requestState was not issued to this caller")
-        responses = params.pop("inputResponses", None) or {}
-        if not isinstance(responses, dict):
-            raise RPCError(INVALID_PARAMS, "inputResponses must be an object")
+        responses = check_input_responses(params.pop("inputResponses", {}))
         # Bound to the request that got it: a held call's state presented on another
         # tool of the same target must not resume that call.
         if state.get("t") != target or state.get("o") != origin:

@@ -37,8 +37,11 @@ class FakeServer:
         prompts: tuple[str, ...] = (),
         resources: tuple[str, ...] = (),
         capabilities: dict[str, Any] | None = None,
+        unlisted: tuple[str, ...] = (),
     ) -> None:
         self.tools = tools or {}
+        #: Tools it answers but does not list (test hooks, tools that come and go).
+        self.unlisted = unlisted
         self.prompts = prompts
         self.resources = resources
         self.capabilities = capabilities or {
@@ -82,7 +85,8 @@ class FakeServer:
             res = {"protocolVersion": params.get("protocolVersion", "2025-11-25"),
                    "capabilities": self.capabilities, "serverInfo": {"name": "fake", "version": "1"}}
         elif method == "tools/list":
-            res = {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in self.tools]}
+            res = {"tools": [{"name": n, "inputSchema": {"type": "object"}}
+                             for n in self.tools if n not in self.unlisted]}
         elif method == "prompts/list":
             res = {"prompts": [{"name": n} for n in self.prompts]}
         elif method == "resources/list":
@@ -133,20 +137,24 @@ class FakeSession(UpstreamSession):
         self._tasks.spawn(self.server.handle(self, msg), f"fake-{msg.get('method', 'answer')}")
 
 
-def config(targets: dict[str, str], **extra: Any) -> GatewayConfig:
+def config(targets: dict[str, str], curation: dict[str, dict[str, Any]] | None = None,
+           **extra: Any) -> GatewayConfig:
     """A config whose targets are ``{name: "stdio" | "http"}``: a shared target or one
-    that gives each client its own session. Nothing is ever started or dialled."""
+    that gives each client its own session, with ``curation[name]`` as its ``tools``.
+    Nothing is ever started or dialled."""
     specs = {
         "stdio": lambda n: {"stdio": {"command": f"/nonexistent/{n}"}},
         "http": lambda n: {"http": {"url": f"http://127.0.0.1:9/{n}"}},
     }
-    return config_from_dict({"targets": [{"name": n, **specs[k](n)} for n, k in targets.items()], **extra})
+    curation = curation or {}
+    return config_from_dict({"targets": [{"name": n, **specs[k](n), **({"tools": curation[n]} if n in curation else {})}
+                                         for n, k in targets.items()], **extra})
 
 
 @contextlib.asynccontextmanager
 async def core(
     servers: dict[str, FakeServer], kinds: dict[str, str] | None = None,
-    policy: Policy | None = None, **extra: Any,
+    policy: Policy | None = None, curation: dict[str, dict[str, Any]] | None = None, **extra: Any,
 ) -> AsyncIterator[Dispatcher]:
     """A started gateway and dispatcher whose targets are ``servers``."""
     kinds = kinds or {name: "stdio" for name in servers}
@@ -154,7 +162,7 @@ async def core(
     def factory(target: Target, _listen: bool, _era: str | None) -> UpstreamSession:
         return FakeSession(target.name, servers[target.name])
 
-    gateway = Gateway(config(kinds, **extra), session_factory=factory)
+    gateway = Gateway(config(kinds, curation, **extra), session_factory=factory)
     dispatcher = Dispatcher(gateway, policy)
     await dispatcher.start()
     try:

@@ -55,6 +55,79 @@ async def test_an_unknown_tool_is_refused_without_forwarding() -> None:
         assert not srv["a"].requests("tools/call") and not srv["b"].requests("tools/call")
 
 
+async def test_a_name_no_target_lists_goes_to_the_fallback_target_only() -> None:
+    """``prefix: never`` merges two servers; ``b`` answers a hook it does not list. The
+    name has no owner unless ``fallback_target`` names one; curation still applies."""
+    def srv() -> dict[str, FakeServer]:
+        return {"a": FakeServer({"echo": echo}), "b": FakeServer({"hook": echo, "gone": echo},
+                                                                   unlisted=("hook", "gone"))}
+    plain = srv()
+    async with core(plain, prefix="never") as d:
+        resp = await (await Client.connect(d)).request("tools/call", {"name": "hook"})
+        assert resp["error"]["code"] == -32602 and "unknown tool: hook" in resp["error"]["message"]
+        assert not plain["b"].requests("tools/call")
+    both = srv()
+    async with core(both, prefix="never", fallback_target="b") as d:
+        client = await Client.connect(d)
+        resp = await client.request("tools/call", {"name": "hook", "arguments": {"text": "x"}})
+        assert resp["result"]["structuredContent"] == {"echo": {"text": "x"}}
+        assert [c["params"]["name"] for c in both["b"].requests("tools/call")] == ["hook"]
+        assert not both["a"].requests("tools/call")
+        # A listed name still goes to its owner, not to the fallback.
+        await client.request("tools/call", {"name": "echo"})
+        assert len(both["a"].requests("tools/call")) == 1
+    prefixed = srv()
+    async with core(prefixed, prefix="always", fallback_target="b") as d:
+        client = await Client.connect(d)
+        # A prefix naming a target keeps the name there; one naming none falls back whole.
+        await client.request("tools/call", {"name": "a_hook"})
+        assert [c["params"]["name"] for c in prefixed["a"].requests("tools/call")] == ["hook"]
+        await client.request("tools/call", {"name": "x_hook"})
+        assert [c["params"]["name"] for c in prefixed["b"].requests("tools/call")] == ["x_hook"]
+    curated = srv()
+    cfg_b = {"b": {"exclude": ["gone"]}}
+    async with core(curated, prefix="never", fallback_target="b", curation=cfg_b) as d:
+        resp = await (await Client.connect(d)).request("tools/call", {"name": "gone"})
+        assert resp["error"]["code"] == -32602 and not curated["b"].requests("tools/call")
+
+
+async def test_malformed_input_responses_are_a_protocol_error_and_reach_no_target() -> None:
+    """SEP-2322: ``inputResponses`` that is not an object of objects is answered with
+    -32602 by the gateway, whether or not a requestState comes with it (the target
+    would otherwise run the tool and return a complete result)."""
+    srv = servers()
+    async with core(srv) as d:
+        env = Envelope("2026-07-28", {}, {}, None)
+        modern = RequestContext(Dispatcher.stateless(env), "http", envelope=env)
+        for bad in (None, 7, [], {"user_name": 12345}, {"ok": {}, "bad": "yes"}):
+            resp = await d.handle(modern, {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                           "params": {"name": "a_echo", "inputResponses": bad}})
+            assert resp["error"]["code"] == -32602 and "inputResponses" in resp["error"]["message"], bad
+        assert not srv["a"].requests("tools/call")
+        resp = await d.handle(modern, {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                                       "params": {"name": "a_echo", "inputResponses": {"k": {"action": "decline"}}}})
+        assert "result" in resp and len(srv["a"].requests("tools/call")) == 1
+
+
+async def test_a_uri_no_target_lists_goes_to_the_only_target_or_the_fallback() -> None:
+    """A server may accept a subscription to a URI it does not list (yet): alone, or as
+    ``fallback_target``, it gets it; in a merged namespace without one it is unknown."""
+    one = {"a": FakeServer({"echo": echo}, resources=("file:///a.txt",))}
+    async with core(one, prefix="never") as d:
+        resp = await (await Client.connect(d)).request("resources/subscribe", {"uri": "test://later"})
+        assert resp["result"] == {} and one["a"].requests("resources/subscribe")
+    plain = servers()
+    async with core(plain, prefix="never") as d:
+        resp = await (await Client.connect(d)).request("resources/subscribe", {"uri": "test://later"})
+        assert resp["error"]["code"] == -32602 and "unknown resource" in resp["error"]["message"]
+        assert not plain["a"].requests("resources/subscribe") and not plain["b"].requests("resources/subscribe")
+    both = servers()
+    async with core(both, prefix="never", fallback_target="b") as d:
+        resp = await (await Client.connect(d)).request("resources/subscribe", {"uri": "test://later"})
+        assert "result" in resp and both["b"].requests("resources/subscribe")
+        assert not both["a"].requests("resources/subscribe")
+
+
 class NoSecrets:
     """A policy: nobody may use b's 'secret' tool, and nobody sees it listed."""
 
