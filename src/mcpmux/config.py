@@ -844,8 +844,8 @@ class GatewayConfig(_Model):
     listen: ListenConfig = Field(default_factory=ListenConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     prefix: PrefixMode = "conditional"
-    # The target that gets calls to tool and prompt names no target lists, when the
-    # naming names no owner (a merged namespace; a prefix that is no target's).
+    # The target that gets tool and prompt names and resource URIs no target lists, when
+    # the naming gives no owner (a merged namespace; a prefix that is no target's).
     fallback_target: str | None = None
     # Origins accepted besides loopback ones (DNS-rebinding protection); "*" = any.
     allowed_origins: list[Annotated[str, AfterValidator(_check_origin)]] = Field(

@@ -21,7 +21,8 @@ class RequestContext:
     ``envelope`` the validated 2026 ``_meta`` of a stateless request; ``emit``
     where what the target sends during the request goes (its SSE stream, the
     legacy stream, stdout), None for the session's GET stream; ``server`` the virtual
-    server of the endpoint (``/mcp/{name}``), None on the plain one."""
+    server of the endpoint (``/mcp/{name}``), None on the plain one; ``target`` where
+    the dispatcher sent it."""
 
     session: ClientSession
     transport: Transport
@@ -30,6 +31,9 @@ class RequestContext:
     principal: Any = None
     envelope: Envelope | None = None
     server: VirtualServer | None = None
+    #: The target the dispatcher routed this request to (set once routing and the
+    #: policy agreed): metrics and the access log name it without routing again.
+    target: str | None = None
 
     @property
     def modern(self) -> bool:

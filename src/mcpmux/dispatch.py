@@ -374,6 +374,7 @@ class Dispatcher:
             sole = self.gateway.sole_route()
             if sole is not None and self.policy.authorize(ctx, Action(method, sole.target)):
                 # Bridge mode hides nothing: the server answers what we don't know.
+                ctx.target = sole.target
                 return await self._forward(ctx, sole, msg, params)
             raise RPCError(METHOD_NOT_FOUND, f"method not found: {method}")
         except RPCError as exc:
@@ -489,6 +490,7 @@ class Dispatcher:
                         exposed=name)
         if not self.policy.authorize(ctx, action):
             raise RPCError(INVALID_PARAMS, f"unknown {what}: {name}")
+        ctx.target = route.target
         return route
 
     def _route_uri(self, ctx: RequestContext, method: str, params: dict[str, Any]) -> Route:
@@ -503,6 +505,7 @@ class Dispatcher:
                 ctx, Action(method, route.target, uri=route.original,
                             exposed=view.expose_uri(route.target, route.original))):
             raise RPCError(INVALID_PARAMS, f"unknown resource: {uri}", {"uri": uri})
+        ctx.target = route.target
         return route
 
     def _expose_contents(self, route: Route, resp: Message) -> Message:
@@ -566,6 +569,7 @@ class Dispatcher:
         target, task_id = self.task_ids.open(params.get("taskId"), scope)
         if not self.policy.authorize(ctx, Action(msg["method"], target)):
             raise RPCError(INVALID_PARAMS, f"unknown task: {params.get('taskId')}")
+        ctx.target = target
         resp = await self._forward(ctx, Route(target, ""), msg, {**params, "taskId": task_id})
         return self._expose_tasks(ctx, target, resp)
 

@@ -65,9 +65,11 @@ async def test_metrics_and_json_access_log(tmp_path: Path, json_logs: None) -> N
         # With one target the prefix is off: "now" is clock's tool.
         assert _value(gw, "mcpmux_requests_total", target="clock", method="tools/call", outcome="ok") == 1
         assert _value(gw, "mcpmux_requests_total", target="-", method="tools/list", outcome="ok") == 1
-        assert _value(gw, "mcpmux_requests_total", target="-", method="tools/call", outcome="error") == 1
+        # An unlisted name goes to the only target, which refuses it: the label is the
+        # target that answered (the dispatcher's routing), never the name the client sent.
+        assert _value(gw, "mcpmux_requests_total", target="clock", method="tools/call", outcome="error") == 1
         assert _value(gw, "mcpmux_requests_total", target="-", method="other", outcome="error") == 1
-        assert _value(gw, "mcpmux_request_duration_seconds_count", target="clock", method="tools/call") == 1
+        assert _value(gw, "mcpmux_request_duration_seconds_count", target="clock", method="tools/call") == 2
         assert _value(gw, "mcpmux_requests_total", target="-", method="initialize", outcome="ok") == 1
         assert _value(gw, "mcpmux_target_up", target="clock") == 1
         assert _value(gw, "mcpmux_upstream_restarts_total", target="clock") == 0

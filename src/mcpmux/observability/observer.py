@@ -76,29 +76,14 @@ class Observer:
     def _applied(self, source: str) -> None:
         self.metrics.discovery.labels(source).inc()
 
-    def route_of(self, method: str, params: Any) -> tuple[str, str | None]:
-        """(target label, tool or prompt name) of a request, from the merged view: the
-        label is always a target the gateway has, never a string the client made up."""
-        if not isinstance(params, dict):
-            return NO_TARGET, None
-        view = self.gateway.view
-        if method == "tools/call" or method == "prompts/get":
+    @staticmethod
+    def name_of(method: str, params: Any) -> str | None:
+        """The tool or prompt name a request asked for (client input: cut to 200 chars)."""
+        if (method == "tools/call" or method == "prompts/get") and isinstance(params, dict):
             name = params.get("name")
-            if not isinstance(name, str):
-                return NO_TARGET, None
-            route = (view.tools if method == "tools/call" else view.prompts).get(name)
-            if route is not None:
-                return route.target, name
-            prefix = name.partition("_")[0]
-            return (prefix if prefix in self.gateway.targets else NO_TARGET), name[:_MAX_NAME]
-        if method == "resources/read" or method == "resources/subscribe" or method == "resources/unsubscribe":
-            uri = params.get("uri")
-            try:
-                route = view.route_uri(uri) if isinstance(uri, str) else None
-            except RPCError:  # refused (too long): the request's answer says so already
-                route = None
-            return (route.target if route is not None else NO_TARGET), None
-        return NO_TARGET, None
+            if isinstance(name, str):
+                return name[:_MAX_NAME]
+        return None
 
     async def observe(self, ctx: RequestContext, msg: Message, handler: Handler) -> Message:
         start = time.perf_counter()
@@ -141,7 +126,7 @@ class Observer:
             access.write(fields)
 
     def _span(self, ctx: RequestContext, method: str, params: Any) -> tracing.RequestSpan:
-        _, tool = self.route_of(method, params)
+        tool = self.name_of(method, params)
         parent = ctx.headers.get("traceparent")
         if parent is None and isinstance(params, dict):
             meta = params.get("_meta")
@@ -157,7 +142,9 @@ class Observer:
     def _record(self, ctx: RequestContext, method: str, params: Any, outcome: str, start: float,
                 resp: Message | None, span: tracing.RequestSpan | None) -> None:
         elapsed = time.perf_counter() - start
-        target, tool = self.route_of(method, params)
+        # The dispatcher's own routing (ctx.target) labels the request: always a target
+        # the gateway has, never a string the client made up, and no second lookup.
+        target, tool = ctx.target or NO_TARGET, self.name_of(method, params)
         if self.count:
             self.metrics.stats(target, method_label(method)).record(outcome, elapsed)
         if span is not None:
