@@ -198,7 +198,9 @@ def admin_app(dispatcher: Dispatcher, mcp: ASGIApp | None = None,
         observer = dispatcher.observer
         if observer is None:
             return JSONResponse({"error": "metrics are off in this process"}, 404)
-        return Response(observer.metrics.render(), media_type=CONTENT_TYPE)
+        peers = observer.metrics.peers
+        body = await peers.render_all() if peers is not None else observer.metrics.render()
+        return Response(body, media_type=CONTENT_TYPE)
 
     async def index(_: Request) -> Response:
         return FileResponse(UI_DIR / "index.html", headers={**UI_HEADERS, "Cache-Control": "no-cache"})

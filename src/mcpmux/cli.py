@@ -34,6 +34,8 @@ from .listener.legacy_sse import LegacySSE
 from .observability import tracing
 from .observability.access import JsonFormatter
 from .observability.observer import Observer
+from .observability.workers import ENV as WORKER_DIR
+from .observability.workers import WorkerMetrics
 from .policy import AllowAll, Policy
 from .upstream.credentials import UpstreamCredentials
 
@@ -130,6 +132,12 @@ async def serve(
     await dispatcher.start()
     if replication is not None:
         await replication.start(dispatcher)
+    peers = None
+    if os.environ.get(WORKER_DIR) and dispatcher.observer is not None:
+        # A worker of `run --workers N`: a scrape, wherever it lands, adds up all workers.
+        peers = WorkerMetrics(os.environ[WORKER_DIR], dispatcher.observer.metrics.render)
+        await peers.start()
+        dispatcher.observer.metrics.peers = peers
     if path is not None:
         watcher = ConfigFileSource(path, gateway.reload)
         gateway.config_status = watcher.status
@@ -180,6 +188,8 @@ async def serve(
         log.info("shutting down")
         for s in servers:
             s.should_exit = True
+        if peers is not None:
+            await peers.aclose()
         legacy.close_all()
         if replication is not None:
             replication.detach_all()  # its sessions go on at the other replicas

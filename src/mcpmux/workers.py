@@ -17,14 +17,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from .config import GatewayConfig
+from .observability.workers import ENV as WORKER_DIR
 
 log = logging.getLogger("mcpmux.workers")
 
@@ -80,6 +83,8 @@ def supervise(config: GatewayConfig, path: str, workers: int, options: list[str]
         return 2
     ports = f"{mcp.getsockname()[1]}" + (f",{admin.getsockname()[1]}" if admin is not None else "")
     run_dir = Path(ready_file).parent if ready_file else Path.cwd()
+    # Where each worker serves its metrics to the others (observability/workers.py).
+    env = {**os.environ, WORKER_DIR: tempfile.mkdtemp(prefix="mcpmux-workers-")}
     stopping = False
 
     def start(i: int) -> tuple[subprocess.Popen[bytes], Path]:
@@ -87,7 +92,7 @@ def supervise(config: GatewayConfig, path: str, workers: int, options: list[str]
         ready.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "mcpmux", "run", "-c", path, *options,
                 "--worker-ports", ports, "--ready-file", str(ready)]
-        return subprocess.Popen(argv), ready
+        return subprocess.Popen(argv, env=env), ready
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -130,4 +135,5 @@ def supervise(config: GatewayConfig, path: str, workers: int, options: list[str]
         mcp.close()
         if admin is not None:
             admin.close()
+        shutil.rmtree(env[WORKER_DIR], ignore_errors=True)
     return 0

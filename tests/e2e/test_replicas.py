@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import orjson
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from tests.e2e.conftest import HttpPeer
 from tests.support.clients import Answers
@@ -520,6 +522,7 @@ async def test_workers_share_one_port_and_the_sessions(redis_server: RedisServer
                                  "state": {"redis_url": redis_server.url, "key_prefix": f"w{os.getpid()}"}}).decode())
     ready = tmp_path / "ready.json"
     log = open(tmp_path / "workers.log", "wb")
+    dirs_before = _worker_dirs()
     proc = start_workers(cfg, ready, log)
     try:
         for _ in range(600):
@@ -555,6 +558,14 @@ async def test_workers_share_one_port_and_the_sessions(redis_server: RedisServer
                 c.http = http2
                 assert "result" in await c.rpc(info["mcp"], "ping")
                 assert "result" in await c.rpc(info["mcp"], "tools/list")
+        # The admin port is shared too: whichever worker a scrape reaches, /metrics adds up
+        # both workers' numbers (alone, each would show its own share of the 8 pings).
+        for _ in range(6):
+            text = httpx.get(f"{info['admin']}/metrics", timeout=WAIT).text
+            got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for fam in text_string_to_metric_families(text) for s in fam.samples}
+            assert got[("mcpmux_workers", ())] == 2, text
+            assert got[("mcpmux_requests_total", (("method", "ping"), ("outcome", "ok"), ("target", "-")))] == 8
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
@@ -562,6 +573,11 @@ async def test_workers_share_one_port_and_the_sessions(redis_server: RedisServer
     for pid in info["workers"]:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+    assert _worker_dirs() <= dirs_before  # the directory of the workers' metrics sockets
+
+
+def _worker_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("mcpmux-workers-*"))
 
 
 def _sockets_on(port: int, state: str) -> set[int]:

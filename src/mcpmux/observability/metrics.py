@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import (
@@ -23,6 +23,9 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .workers import WorkerMetrics
 
 #: Methods with a label of their own; anything else a client sends counts as "other".
 METHODS = frozenset({
@@ -126,6 +129,8 @@ class GatewayMetrics:
                                  ["source"], registry=self.registry)
         self.registry.register(_RequestCollector(self.requests))
         self.registry.register(_StateCollector(targets, sessions))
+        #: Under ``run --workers N``: the sibling workers whose numbers a scrape adds.
+        self.peers: WorkerMetrics | None = None
 
     def stats(self, target: str, method: str) -> RequestStats:
         key = (target, method)
