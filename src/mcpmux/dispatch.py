@@ -49,7 +49,8 @@ from .multiplexer.search import (
     ToolIndex,
 )
 from .multiplexer.servers import VirtualServer, build_servers
-from .multiplexer.tasks import BY_ID, TaskIds, scope_of, supports
+from .multiplexer.tasks import BY_ID, BY_ID_2026, EXTENSION, TaskIds, scope_of, supports
+from .multiplexer.tasks import extension as tasks_extension
 from .observability.observer import Observer
 from .policy import Action, AllowAll, Policy
 from .policy.servers import EndpointScoped
@@ -65,6 +66,7 @@ from .protocol import (
     LIST_CHANGED,
     LIST_METHODS,
     LOG_LEVELS,
+    MISSING_CAPABILITY,
     Kind,
 )
 from .redact import redact
@@ -353,6 +355,13 @@ class Dispatcher:
             if method == "prompts/get":
                 route = self._route_name(ctx, method, params)
                 return await self._forward(ctx, route, msg, {**params, "name": route.original})
+            if session.stateless and method in BY_ID_2026 and self._extension_here():
+                if tasks_extension(session.capabilities) is None:
+                    # SEP-2663: the tasks methods need the extension declared (-32021).
+                    raise RPCError(MISSING_CAPABILITY, f"{method} needs the {EXTENSION} extension in the "
+                                   "request's client capabilities",
+                                   {"requiredCapabilities": {"extensions": {EXTENSION: {}}}})
+                return await self._task_request(ctx, msg, params)
             if (method in BY_ID or method == "tasks/list") and self._tasks_here(session):
                 if method == "tasks/list":
                     return result(rid, await self._task_list(ctx, msg))
@@ -542,7 +551,7 @@ class Dispatcher:
             raise RPCError(INVALID_PARAMS, "params.ref.type must be ref/prompt or ref/resource")
         return await self._forward(ctx, route, msg, {**params, "ref": new_ref})
 
-    # -- tasks (2025-11-25): carried from the targets that have them ----------
+    # -- tasks (2025-11-25, and the 2026 extension): carried from targets that have them
     @property
     def task_ids(self) -> TaskIds:
         return TaskIds(self.bridge.sealer)  # replicas swap in a shared sealer
@@ -555,16 +564,29 @@ class Dispatcher:
             isinstance(t.catalog.capabilities.get("tasks"), dict) for t in self.gateway.targets.values()
         )
 
+    def _extension_here(self) -> bool:
+        """Are the 2026 tasks methods served? When some ready target has the extension;
+        else they are unknown methods, as on a server without it."""
+        return any(t.ready and tasks_extension(t.catalog.capabilities) is not None
+                   for t in self.gateway.targets.values())
+
     def _has_tasks(self, target: str, *path: str) -> bool:
+        """Does ``target`` make tasks: the 2025 capability (``path`` in it), or, for
+        ``tools/call``, the 2026 extension (the server decides which calls become tasks)."""
         t = self.gateway.targets.get(target)
-        return t is not None and supports(t.catalog.capabilities, *(path or ("requests", "tools", "call")))
+        if t is None:
+            return False
+        if not path and tasks_extension(t.catalog.capabilities) is not None:
+            return True
+        return supports(t.catalog.capabilities, *(path or ("requests", "tools", "call")))
 
     def _expose_tasks(self, ctx: RequestContext, target: str, resp: Message) -> Message:
         scope = scope_of(ctx.session.id, ctx.session.record.owner)
         return self.task_ids.expose(resp, target, scope)
 
     async def _task_request(self, ctx: RequestContext, msg: Message, params: dict[str, Any]) -> Message:
-        """tasks/get, tasks/result, tasks/cancel: to the target whose sealed id it is."""
+        """tasks/get, tasks/result, tasks/cancel (2026: tasks/update too): to the target
+        whose sealed id it is."""
         scope = scope_of(ctx.session.id, ctx.session.record.owner)
         target, task_id = self.task_ids.open(params.get("taskId"), scope)
         if not self.policy.authorize(ctx, Action(msg["method"], target)):

@@ -22,6 +22,8 @@ from .config import GatewayConfig, TargetConfig
 from .jsonrpc import INVALID_PARAMS, Message, RPCError
 from .multiplexer.catalog import Route, View, build_view
 from .multiplexer.curation import admits
+from .multiplexer.tasks import EXTENSION as TASKS_EXTENSION
+from .multiplexer.tasks import extension as tasks_extension
 from .multiplexer.tasks import merge_capability
 from .protocol import CHANGED, KINDS, Kind
 from .subscriptions import SubscriptionRegistry
@@ -280,10 +282,14 @@ class Gateway:
 
     def discover(self) -> dict[str, Any]:
         """``server/discover``: the gateway as one modern server."""
+        caps = self.capabilities()
+        # 2026 has no `tasks` capability (SEP-2663 moved tasks to an extension), and the
+        # 2025 tasks methods are not served to 2026 requests: not offered either.
+        caps.pop("tasks", None)
         res: dict[str, Any] = {
             "resultType": "complete",
             "supportedVersions": list(era.ALL_VERSIONS),
-            "capabilities": self.capabilities(),
+            "capabilities": caps,
             "_meta": {era.K_SERVER_INFO: self.server_info()},
             "ttlMs": 0,
             "cacheScope": "private",
@@ -384,6 +390,9 @@ class Gateway:
             if isinstance(tc.get("tasks"), dict):
                 # Carried from the targets (the gateway routes tasks, it runs none).
                 merge_capability(caps.setdefault("tasks", {}), tc["tasks"])
+            ext = tasks_extension(tc)
+            if ext is not None:  # the 2026 tasks extension: carried the same way
+                merge_capability(caps.setdefault("extensions", {}).setdefault(TASKS_EXTENSION, {}), ext)
         return caps
 
     def initialize_result(self, version: str) -> dict[str, Any]:

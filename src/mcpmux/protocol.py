@@ -44,7 +44,9 @@ HANDSHAKE_ONLY = frozenset(
 #: Calls a handshake-era target may interrupt with a server->client request.
 HELD_METHODS = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete"})
 #: Methods whose name (or URI) is mirrored into the ``Mcp-Name`` header.
-NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
+              # SEP-2663: the tasks methods mirror their task id into Mcp-Name.
+              "tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}
 
 Kind = Literal["tools", "prompts", "resources", "resourceTemplates"]
 KINDS: tuple[Kind, ...] = ("tools", "prompts", "resources", "resourceTemplates")

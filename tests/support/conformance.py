@@ -299,3 +299,33 @@ def reference_server(log_path: Path, *, startup_timeout: float = 60) -> Iterator
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@contextmanager
+def tasks_server(log_path: Path, *, startup_timeout: float = 30) -> Iterator[str]:
+    """Run ``tests/peers/tasks_server.py`` (the SEP-2663 stand-in) on a free loopback
+    port; yield its ``/mcp`` URL. It prints ``LISTENING <port>`` once bound."""
+    import signal
+    import sys
+
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, str(peers_dir() / "tasks_server.py"), "0"],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not (found := re.search(r"^LISTENING (\d+)$", log_path.read_text(errors="replace"), re.MULTILINE)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"tasks server did not start (exit {proc.poll()}):\n"
+                                   f"{log_path.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{found[1]}/mcp"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

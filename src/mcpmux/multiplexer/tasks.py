@@ -1,4 +1,5 @@
-"""Task ids (MCP 2025-11-25 tasks) routed back to the target and caller that own them.
+"""Task ids (2025-11-25 tasks, and the 2026 tasks extension, SEP-2663) routed back to
+the target and caller that own them.
 
 The gateway implements no tasks itself: a target that supports them creates them, and
 every id it hands out is replaced by a sealed one naming that target, the caller's
@@ -19,6 +20,12 @@ from ..jsonrpc import INVALID_PARAMS, Message, RPCError
 RELATED = "io.modelcontextprotocol/related-task"
 #: Methods that carry a task id in ``params.taskId`` and go to the task's target.
 BY_ID = ("tasks/get", "tasks/result", "tasks/cancel")
+#: The 2026 tasks extension (SEP-2663): advertised under ``capabilities.extensions``,
+#: task creation decided by the server (a flat ``CreateTaskResult``), no tasks/result
+#: and no tasks/list (the result is inlined on tasks/get), and tasks/update for input.
+EXTENSION = "io.modelcontextprotocol/tasks"
+#: The extension's methods that carry a task id.
+BY_ID_2026 = ("tasks/get", "tasks/update", "tasks/cancel")
 
 
 def scope_of(session_id: str, owner: str | None) -> str:
@@ -77,6 +84,13 @@ class TaskIds:
             sealed = self.seal(target, scope, related["taskId"])
             out["_meta"] = {**meta, RELATED: {**related, "taskId": sealed}}
         return out
+
+
+def extension(capabilities: Any) -> dict[str, Any] | None:
+    """The tasks extension's settings in ``capabilities`` (a server's or a client's), if declared."""
+    ext = capabilities.get("extensions") if isinstance(capabilities, dict) else None
+    found = ext.get(EXTENSION) if isinstance(ext, dict) else None
+    return found if isinstance(found, dict) else None
 
 
 def supports(capabilities: dict[str, Any], *path: str) -> bool:
