@@ -17,7 +17,12 @@ from pathlib import Path
 
 import pytest
 from tests.e2e.conftest import HttpPeer
-from tests.support.conformance import ConformanceRun, conformance_backend, run_conformance_full
+from tests.support.conformance import (
+    assert_nothing_lost,
+    baseline,
+    conformance_backend,
+    run_conformance_full,
+)
 from tests.support.gateway import run_gateway
 
 SUITES = [
@@ -28,7 +33,7 @@ SUITES = [
 
 
 @pytest.fixture(scope="module")
-def direct() -> dict[tuple[bool, str | None], ConformanceRun]:
+def direct() -> dict:
     return {}
 
 
@@ -39,37 +44,19 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def _baseline(direct: dict, url: str, alpha: bool, req: str | None) -> ConformanceRun:
-    if (alpha, req) not in direct:
-        direct[(alpha, req)] = run_conformance_full(url, alpha=alpha, requirements=req)
-    return direct[(alpha, req)]
-
-
-def _compare(base: ConformanceRun, via: ConformanceRun, log: str) -> None:
-    passed = base.with_status("SUCCESS")
-    assert len(passed) >= 5, f"baseline too small to mean anything:\n{base.failure_report()}"
-    lost = sorted(k for k in passed if via.statuses.get(k) != "SUCCESS")
-    errors = {f"{c.scenario}/{c.id}": c.error or "" for c in via.checks}
-    details = "\n".join(f"  {k}: {via.statuses.get(k)} {errors.get(k, '')}" for k in lost)
-    assert not lost, (
-        f"{len(lost)} of {len(passed)} checks pass directly but not through mcpmux:\n{details}\n"
-        f"--- gateway log tail:\n{log[-4000:]}"
-    )
-
-
 @pytest.mark.parametrize(("alpha", "req"), SUITES)
 def test_single_target(everything_http: HttpPeer, direct: dict, alpha: bool, req: str | None,
                        tmp_path: Path) -> None:
-    base = _baseline(direct, everything_http.url, alpha, req)
+    base = baseline(direct, everything_http.url, alpha, req)
     with run_gateway({"targets": [{"name": "everything", "http": {"url": everything_http.url}}]}, tmp_path) as gw:
         via = run_conformance_full(gw.mcp_url, alpha=alpha, requirements=req)
-        _compare(base, via, gw.log())
+        assert_nothing_lost(base, via, gw.log(), floor=5)
 
 
 @pytest.mark.parametrize(("alpha", "req"), SUITES)
 def test_multiplexed_beside_the_own_backend(everything_http: HttpPeer, backend: str, direct: dict,
                                             alpha: bool, req: str | None, tmp_path: Path) -> None:
-    base = _baseline(direct, everything_http.url, alpha, req)
+    base = baseline(direct, everything_http.url, alpha, req)
     config = {
         "prefix": "never",
         "fallback_target": "everything",
@@ -80,4 +67,4 @@ def test_multiplexed_beside_the_own_backend(everything_http: HttpPeer, backend: 
     }
     with run_gateway(config, tmp_path) as gw:
         via = run_conformance_full(gw.mcp_url, alpha=alpha, requirements=req)
-        _compare(base, via, gw.log())
+        assert_nothing_lost(base, via, gw.log(), floor=5)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from tests.support.conformance import (
-    ConformanceRun,
+    assert_nothing_lost,
+    baseline,
     conformance_backend,
     run_conformance_full,
     server_everything_cmd,
@@ -42,41 +43,24 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def direct(backend: str) -> dict[tuple[bool, str | None], ConformanceRun]:
+def direct(backend: str) -> dict:
     """Direct baselines, computed once per suite and shared by the gateway variants."""
     return {}
 
 
-def _baseline(direct: dict, backend: str, alpha: bool, req: str | None) -> ConformanceRun:
-    if (alpha, req) not in direct:
-        direct[(alpha, req)] = run_conformance_full(backend, alpha=alpha, requirements=req)
-    return direct[(alpha, req)]
-
-
-def _compare(base: ConformanceRun, via: ConformanceRun, log: str) -> None:
-    passed = base.with_status("SUCCESS")
-    assert len(passed) > 30, f"baseline too small to mean anything:\n{base.failure_report()}"
-    lost = [k for k in passed if via.statuses.get(k) != "SUCCESS"]
-    details = "\n".join(
-        f"  {k}: {via.statuses.get(k)} {next((c.error for c in via.checks if f'{c.scenario}/{c.id}' == k), '') or ''}"
-        for k in lost
-    )
-    assert not lost, f"{len(lost)} checks pass directly but not through mcpmux:\n{details}\n--- gateway log tail:\n{log[-4000:]}"
-
-
 @pytest.mark.parametrize(("alpha", "req"), SUITES)
 def test_single_target(backend: str, direct: dict, alpha: bool, req: str | None, tmp_path: Path) -> None:
-    base = _baseline(direct, backend, alpha, req)
+    base = baseline(direct, backend, alpha, req)
     with run_gateway({"targets": [{"name": "conformance", "http": {"url": backend}}]}, tmp_path) as gw:
         via = run_conformance_full(gw.mcp_url, alpha=alpha, requirements=req)
-        _compare(base, via, gw.log())
+        assert_nothing_lost(base, via, gw.log(), floor=31)
 
 
 @pytest.mark.parametrize(("alpha", "req"), SUITES)
 def test_multiplexed_beside_server_everything(
     backend: str, direct: dict, alpha: bool, req: str | None, tmp_path: Path
 ) -> None:
-    base = _baseline(direct, backend, alpha, req)
+    base = baseline(direct, backend, alpha, req)
     cmd = server_everything_cmd("stdio")
     config = {
         "prefix": "never",
@@ -87,4 +71,4 @@ def test_multiplexed_beside_server_everything(
     }
     with run_gateway(config, tmp_path) as gw:
         via = run_conformance_full(gw.mcp_url, alpha=alpha, requirements=req)
-        _compare(base, via, gw.log())
+        assert_nothing_lost(base, via, gw.log(), floor=31)

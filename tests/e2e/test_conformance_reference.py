@@ -24,7 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.support.conformance import (
-    ConformanceRun,
+    assert_nothing_lost,
+    baseline,
     reference_server,
     run_conformance_full,
     server_everything_cmd,
@@ -45,42 +46,24 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def direct() -> dict[tuple[bool, str | None], ConformanceRun]:
+def direct() -> dict:
     """Direct baselines, one per suite, shared by both layouts."""
     return {}
 
 
-def _baseline(direct: dict, url: str, alpha: bool, req: str | None) -> ConformanceRun:
-    if (alpha, req) not in direct:
-        direct[(alpha, req)] = run_conformance_full(url, alpha=alpha, requirements=req)
-    return direct[(alpha, req)]
-
-
-def _compare(base: ConformanceRun, via: ConformanceRun, log: str) -> None:
-    passed = base.with_status("SUCCESS")
-    assert len(passed) > 35, f"baseline too small to mean anything:\n{base.failure_report()}"
-    lost = sorted(k for k in passed if via.statuses.get(k) != "SUCCESS")
-    errors = {f"{c.scenario}/{c.id}": c.error or "" for c in via.checks}
-    details = "\n".join(f"  {k}: {via.statuses.get(k)} {errors.get(k, '')}" for k in lost)
-    assert not lost, (
-        f"{len(lost)} checks pass directly but not through mcpmux:\n{details}\n"
-        f"--- gateway log tail:\n{log[-4000:]}"
-    )
-
-
 @pytest.mark.parametrize(("alpha", "req"), SUITES)
 def test_single_target(reference: str, direct: dict, alpha: bool, req: str | None, tmp_path: Path) -> None:
-    base = _baseline(direct, reference, alpha, req)
+    base = baseline(direct, reference, alpha, req)
     with run_gateway({"targets": [{"name": "reference", "http": {"url": reference}}]}, tmp_path) as gw:
         via = run_conformance_full(gw.mcp_url, alpha=alpha, requirements=req)
-        _compare(base, via, gw.log())
+        assert_nothing_lost(base, via, gw.log(), floor=36)
 
 
 @pytest.mark.parametrize(("alpha", "req"), SUITES)
 def test_multiplexed_beside_server_everything(
     reference: str, direct: dict, alpha: bool, req: str | None, tmp_path: Path
 ) -> None:
-    base = _baseline(direct, reference, alpha, req)
+    base = baseline(direct, reference, alpha, req)
     cmd = server_everything_cmd("stdio")
     config = {
         "prefix": "never",
@@ -92,7 +75,7 @@ def test_multiplexed_beside_server_everything(
     }
     with run_gateway(config, tmp_path) as gw:
         via = run_conformance_full(gw.mcp_url, alpha=alpha, requirements=req)
-        _compare(base, via, gw.log())
+        assert_nothing_lost(base, via, gw.log(), floor=36)
 
 
 

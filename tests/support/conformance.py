@@ -28,11 +28,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 _STABLE_PKG = Path("node_modules/@modelcontextprotocol/conformance")
 _ALPHA_PKG = Path("node_modules/conformance-alpha")
@@ -258,39 +258,23 @@ def reference_server_cmd() -> list[str]:
 
 
 @contextmanager
-def reference_server(log_path: Path, *, startup_timeout: float = 60) -> Iterator[str]:
-    """Run the reference server on a free loopback port; yield its ``/mcp`` URL.
-
-    Output goes to ``log_path`` (it logs every session; an unread pipe would block it),
-    and it gets its own process group, which is killed on exit.
-    """
+def _peer(argv: list[str], log_path: Path, url_in: Callable[[str], str | None], what: str,
+          timeout: float, **popen: Any) -> Iterator[str]:
+    """Run a peer in its own process group, output to ``log_path`` (an unread pipe
+    would block it); yield the URL ``url_in`` finds in its output; kill the group."""
     import signal
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    ready = f"running on http://localhost:{port}"
     with open(log_path, "ab") as logf:
-        proc = subprocess.Popen(
-            reference_server_cmd(),
-            cwd=peers_dir() / "reference-server",
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PORT": str(port)},
-            start_new_session=True,
-        )
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                start_new_session=True, **popen)
     try:
-        deadline = time.monotonic() + startup_timeout
-        while ready not in log_path.read_text(errors="replace"):
+        deadline = time.monotonic() + timeout
+        while (url := url_in(log_path.read_text(errors="replace"))) is None:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"reference server did not start (exit {proc.poll()}):\n"
-                    f"{log_path.read_text(errors='replace')[-2000:]}"
-                )
+                raise RuntimeError(f"{what} did not start (exit {proc.poll()}):\n"
+                                   f"{log_path.read_text(errors='replace')[-2000:]}")
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield url
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -302,30 +286,48 @@ def reference_server(log_path: Path, *, startup_timeout: float = 60) -> Iterator
 
 
 @contextmanager
+def reference_server(log_path: Path, *, startup_timeout: float = 60) -> Iterator[str]:
+    """Run the reference server on a free loopback port; yield its ``/mcp`` URL."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    ready = f"running on http://localhost:{port}"
+    with _peer(reference_server_cmd(), log_path, lambda out: f"http://127.0.0.1:{port}/mcp" if ready in out else None,
+               "reference server", startup_timeout, cwd=peers_dir() / "reference-server",
+               env={**os.environ, "PORT": str(port)}) as url:
+        yield url
+
+
+@contextmanager
 def tasks_server(log_path: Path, *, startup_timeout: float = 30) -> Iterator[str]:
     """Run ``tests/peers/tasks_server.py`` (the SEP-2663 stand-in) on a free loopback
     port; yield its ``/mcp`` URL. It prints ``LISTENING <port>`` once bound."""
-    import signal
-    import sys
+    def url_in(out: str) -> str | None:
+        found = re.search(r"^LISTENING (\d+)$", out, re.MULTILINE)
+        return f"http://127.0.0.1:{found[1]}/mcp" if found else None
 
-    with open(log_path, "ab") as logf:
-        proc = subprocess.Popen(
-            [sys.executable, str(peers_dir() / "tasks_server.py"), "0"],
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while not (found := re.search(r"^LISTENING (\d+)$", log_path.read_text(errors="replace"), re.MULTILINE)):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"tasks server did not start (exit {proc.poll()}):\n"
-                                   f"{log_path.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{found[1]}/mcp"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    with _peer([sys.executable, str(peers_dir() / "tasks_server.py"), "0"], log_path, url_in,
+               "tasks server", startup_timeout) as url:
+        yield url
+
+
+def baseline(cache: dict[Any, ConformanceRun], url: str, alpha: bool, req: str | None) -> ConformanceRun:
+    """The direct run of a suite, made once per module and shared by its layouts."""
+    if (url, alpha, req) not in cache:
+        cache[(url, alpha, req)] = run_conformance_full(url, alpha=alpha, requirements=req)
+    return cache[(url, alpha, req)]
+
+
+def assert_nothing_lost(base: ConformanceRun, via: ConformanceRun, log: str, *, floor: int,
+                        only: str = "") -> None:
+    """Every check (starting with ``only``) that passes directly passes through mcpmux;
+    ``floor``: the fewest direct passes that make the comparison mean something."""
+    passed = [k for k in base.with_status("SUCCESS") if k.startswith(only)]
+    assert len(passed) >= floor, f"baseline too small to mean anything:\n{base.failure_report()}"
+    lost = sorted(k for k in base.with_status("SUCCESS") if via.statuses.get(k) != "SUCCESS")
+    errors = {f"{c.scenario}/{c.id}": c.error or "" for c in via.checks}
+    details = "\n".join(f"  {k}: {via.statuses.get(k)} {errors.get(k, '')}" for k in lost)
+    assert not lost, (f"{len(lost)} checks pass directly but not through mcpmux:\n{details}\n"
+                      f"--- gateway log tail:\n{log[-4000:]}")
