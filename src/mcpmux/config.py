@@ -31,6 +31,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -844,9 +845,6 @@ class GatewayConfig(_Model):
     listen: ListenConfig = Field(default_factory=ListenConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     prefix: PrefixMode = "conditional"
-    # The target that gets tool and prompt names and resource URIs no target lists, when
-    # the naming gives no owner (a merged namespace; a prefix that is no target's).
-    fallback_target: str | None = None
     # Origins accepted besides loopback ones (DNS-rebinding protection); "*" = any.
     allowed_origins: list[Annotated[str, AfterValidator(_check_origin)]] = Field(
         default_factory=list
@@ -867,6 +865,10 @@ class GatewayConfig(_Model):
     state: StateConfig | None = None
     # The A2A listener and its agents (None: no A2A listener).
     a2a: A2aConfig | None = None
+    # The target that gets tool and prompt names and resource URIs no target lists, when
+    # the naming gives no owner (a merged namespace; a prefix that is no target's).
+    # Declared last: its check reads the targets, discovery and agents above.
+    fallback_target: str | None = None
 
     @field_validator("targets")
     @classmethod
@@ -892,13 +894,17 @@ class GatewayConfig(_Model):
             seen.add(server.name)
         return v
 
-    @model_validator(mode="after")
-    def _fallback_is_a_target(self) -> GatewayConfig:
-        name = self.fallback_target
-        if name is not None and self.discovery.kubernetes is None and name not in {t.name for t in self.all_targets()}:
-            known = ", ".join(t.name for t in self.all_targets()) or "none"
-            raise ValueError(f"fallback_target {name!r} names no target (targets: {known})")
-        return self
+    @field_validator("fallback_target")
+    @classmethod
+    def _fallback_is_a_target(cls, name: str | None, info: ValidationInfo) -> str | None:
+        discovery = info.data.get("discovery")
+        if name is None or (discovery is not None and discovery.kubernetes is not None):
+            return name  # discovered targets come later: any name may be one
+        a2a = info.data.get("a2a")
+        known = [t.name for t in info.data.get("targets", [])] + [a.name for a in (a2a.agents if a2a else [])]
+        if name not in known:
+            raise ValueError(f"{name!r} names no target (targets: {', '.join(known) or 'none'})")
+        return name
 
     @model_validator(mode="after")
     def _identity_needs_auth(self) -> GatewayConfig:

@@ -543,5 +543,5 @@ def test_config_error_str_format() -> None:
 def test_fallback_target_must_name_a_target() -> None:
     targets = [{"name": "a", "http": {"url": "http://127.0.0.1:1/mcp"}}]
     assert config_from_dict({"targets": targets, "fallback_target": "a"}).fallback_target == "a"
-    with pytest.raises(ConfigError, match="fallback_target 'b' names no target \\(targets: a\\)"):
+    with pytest.raises(ConfigError, match="fallback_target: 'b' names no target \\(targets: a\\)"):
         config_from_dict({"targets": targets, "fallback_target": "b"})
