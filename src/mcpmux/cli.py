@@ -136,8 +136,12 @@ async def serve(
     if os.environ.get(WORKER_DIR) and dispatcher.observer is not None:
         # A worker of `run --workers N`: a scrape, wherever it lands, adds up all workers.
         peers = WorkerMetrics(os.environ[WORKER_DIR], dispatcher.observer.metrics.render)
-        await peers.start()
-        dispatcher.observer.metrics.peers = peers
+        try:
+            await peers.start()
+            dispatcher.observer.metrics.peers = peers
+        except OSError as exc:  # e.g. a $TMPDIR too long for a Unix socket path
+            log.warning("metrics: this worker's numbers are not shared with the other workers (%s)", exc)
+            peers = None
     if path is not None:
         watcher = ConfigFileSource(path, gateway.reload)
         gateway.config_status = watcher.status
