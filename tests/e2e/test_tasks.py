@@ -7,6 +7,7 @@ it go back to the right target and another session cannot use it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from tests.e2e.conftest import HttpPeer
 from tests.support.conformance import conformance_backend
 from tests.support.gateway import Gateway, run_gateway
-from tests.support.mcp_http import RawClient
+from tests.support.mcp_http import RawClient, sse_messages
 
 RESEARCH = "everything_simulate-research-query"
 
@@ -98,3 +99,38 @@ async def test_a_target_without_tasks_answers_the_call_normally(gateway: Gateway
         resp = await c.rpc("tools/call", {"name": "plain_test_simple_text", "arguments": {},
                                           "task": {"ttl": 60000}})
     assert "task" not in resp["result"] and resp["result"]["content"][0]["type"] == "text"
+
+
+async def test_status_notifications_on_the_get_stream_carry_sealed_ids(gateway: Gateway) -> None:
+    """server-everything sends ``notifications/tasks/status`` unattributed, so they reach
+    the client's GET stream: with the gateway's sealed id, never the target's own."""
+    async with RawClient(gateway.mcp_url) as c:
+        await c.initialize()
+        seen: list[dict[str, Any]] = []
+        got_status = asyncio.Event()
+
+        async def follow() -> None:
+            headers = c.headers(Accept="text/event-stream")
+            async with c.http.stream("GET", c.url, headers=headers, timeout=None) as resp:
+                assert resp.status_code == 200
+                buf = ""
+                async for chunk in resp.aiter_text():
+                    buf += chunk
+                    while "\n\n" in buf:
+                        block, buf = buf.split("\n\n", 1)
+                        seen.extend(sse_messages(block + "\n\n"))
+                        if any(m.get("method") == "notifications/tasks/status" for m in seen):
+                            got_status.set()
+
+        reader = asyncio.create_task(follow())
+        try:
+            created = await c.rpc("tools/call", {"name": RESEARCH, "arguments": {"topic": "waves"},
+                                                 "task": {"ttl": 60000}})
+            tid = created["result"]["task"]["taskId"]
+            await c.rpc("tasks/result", {"taskId": tid})
+            await asyncio.wait_for(got_status.wait(), 20)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        statuses = [m for m in seen if m.get("method") == "notifications/tasks/status"]
+        assert statuses and {m["params"]["taskId"] for m in statuses} == {tid}, statuses
