@@ -18,18 +18,13 @@ from pathlib import Path
 import pytest
 from tests.e2e.conftest import HttpPeer
 from tests.support.conformance import (
+    SUITES,
     assert_nothing_lost,
     baseline,
     conformance_backend,
     run_conformance_full,
 )
 from tests.support.gateway import run_gateway
-
-SUITES = [
-    pytest.param(False, None, id="0.1.16"),
-    pytest.param(True, "2025-11-25", id="alpha-2025-11-25"),
-    pytest.param(True, "2026-07-28", id="alpha-2026-07-28"),
-]
 
 
 @pytest.fixture(scope="module")

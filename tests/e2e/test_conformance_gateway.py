@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.conformance import (
+    SUITES,
     assert_nothing_lost,
     baseline,
     conformance_backend,
@@ -22,17 +23,6 @@ from tests.support.conformance import (
     server_everything_cmd,
 )
 from tests.support.gateway import run_gateway
-
-SUITES = [
-    pytest.param(False, None, id="0.1.16"),
-    pytest.param(True, "2025-11-25", id="0.2.0-alpha-2025-11-25"),
-    # The stateless protocol (issue 7). The backend is dual-era, so the gateway reaches
-    # it with 2026 requests: envelopes, Mcp-* headers regenerated, InputRequiredResult
-    # with the backend's requestState sealed inside the gateway's, listen streams.
-    # (The suite's tasks-* scenarios fail directly too: the backend has no tasks
-    # extension; what fails directly is not compared.)
-    pytest.param(True, "2026-07-28", id="0.2.0-alpha-2026-07-28"),
-]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.support.conformance import (
+    SUITES,
     assert_nothing_lost,
     baseline,
     reference_server,
@@ -32,11 +33,6 @@ from tests.support.conformance import (
 )
 from tests.support.gateway import run_gateway
 
-SUITES = [
-    pytest.param(False, None, id="0.1.16"),
-    pytest.param(True, "2025-11-25", id="alpha-2025-11-25"),
-    pytest.param(True, "2026-07-28", id="alpha-2026-07-28"),
-]
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

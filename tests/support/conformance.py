@@ -34,6 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
+
+#: The three suites every comparison runs: (alpha?, --requirements) as pytest params.
+SUITES = [
+    pytest.param(False, None, id="0.1.16"),
+    pytest.param(True, "2025-11-25", id="alpha-2025-11-25"),
+    pytest.param(True, "2026-07-28", id="alpha-2026-07-28"),
+]
+
 _STABLE_PKG = Path("node_modules/@modelcontextprotocol/conformance")
 _ALPHA_PKG = Path("node_modules/conformance-alpha")
 _RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$")
