@@ -314,36 +314,36 @@ class Gateway:
         return "\n\n".join(parts) or None
 
     def unlisted_route(self, name: str, kind: Kind) -> Route | None:
-        """The owner of a name no target lists: the target its prefix names, the only
-        target of an unprefixed view, else ``fallback_target``. The target is the
-        authority on its own names (the catalog is a copy that can lag a change, and some
-        servers answer names they do not list): it gets the call and answers it as it
-        would directly. In a merged namespace without a fallback such a name has no
-        owner; a tool name the target's curation hides or renames stays unknown."""
-        t, rest = None, name
-        if self.view.prefixed:
-            target, sep, after = name.partition("_")
-            if sep and target in self.targets:
-                t, rest = self.targets[target], after
-        elif len(self.targets) == 1:
-            t = next(iter(self.targets.values()))
-        if t is None and self.config.fallback_target is not None:
-            t, rest = self.targets.get(self.config.fallback_target), name
+        """The owner of a name no target lists: the target its prefix names, else
+        :meth:`_unlisted_owner`. The target is the authority on its own names (the
+        catalog is a copy that can lag a change, and some servers answer names they do
+        not list): it gets the call and answers it as it would directly. A tool name the
+        target's curation hides or renames stays unknown."""
+        t: Target | None
+        target, sep, after = name.partition("_")
+        if self.view.prefixed and sep and target in self.targets:
+            t, rest = self.targets[target], after
+        else:
+            t, rest = self._unlisted_owner(), name
         if t is None or not t.ready or (kind == "tools" and not admits(rest, t.config.tools)):
             return None
         return Route(t.name, rest)
 
     def unlisted_uri_route(self, uri: str) -> Route | None:
-        """The owner of a resource URI no target lists or describes by a template: the
-        only target of an unprefixed view, else ``fallback_target`` (a prefixed URI was
-        already routed by its prefix). Servers accept URIs they do not list (resources
-        made on demand, subscriptions to what does not exist yet)."""
-        t = None
-        if not self.view.prefixed and len(self.targets) == 1:
-            t = next(iter(self.targets.values()))
-        elif self.config.fallback_target is not None:
-            t = self.targets.get(self.config.fallback_target)
+        """The owner of a resource URI no target lists or describes by a template (a
+        prefixed URI was already routed by its prefix). Servers accept URIs they do not
+        list: resources made on demand, subscriptions to what does not exist yet."""
+        t = self._unlisted_owner()
         return Route(t.name, uri) if t is not None and t.ready else None
+
+    def _unlisted_owner(self) -> Target | None:
+        """Where what nobody lists goes when nothing in it names a target: the only
+        target of an unprefixed view, else ``fallback_target``; in a merged namespace
+        without one it has no owner."""
+        if not self.view.prefixed and len(self.targets) == 1:
+            return next(iter(self.targets.values()))
+        fallback = self.config.fallback_target
+        return self.targets.get(fallback) if fallback is not None else None
 
     def unavailable_route(self, name: str, what: str) -> Route:
         """A name not in the view: a known target that is down, or an error."""
