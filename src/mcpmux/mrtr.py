@@ -237,7 +237,8 @@ class Bridge:
             # Bound to its principal: someone else's state (seen in a log, a proxy) must
             # neither resume their held call nor replay their target's state.
             raise RPCError(INVALID_PARAMS, "requestState was not issued to this caller")
-        responses = check_input_responses(params.pop("inputResponses", {}))
+        # Its shape was checked by the dispatcher (check_input_responses) before this.
+        responses: dict[str, Any] = params.pop("inputResponses", None) or {}
         # Bound to the request that got it: a held call's state presented on another
         # tool of the same target must not resume that call.
         if state.get("t") != target or state.get("o") != origin:
