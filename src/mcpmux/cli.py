@@ -28,7 +28,8 @@ from .discovery.file import ConfigFileSource
 from .dispatch import Dispatcher
 from .gateway import Gateway
 from .listener.auth import ResourceServer
-from .listener.guard import HostGuard, guarded_protocol
+from .listener.guard import HostGuard
+from .listener.h1 import protocol_class
 from .listener.http import StreamableHTTP
 from .listener.legacy_sse import LegacySSE
 from .observability import tracing
@@ -66,9 +67,8 @@ def _listener_config(app: object, config: GatewayConfig, host: str, port: int, j
     guarded = HostGuard(app, host, config.allowed_hosts, limits.max_header_bytes, jsonrpc=jsonrpc)
     return uvicorn.Config(
         guarded, host=host, port=port, lifespan="off", log_level="warning", access_log=False, loop="none",
-        http=guarded_protocol(limits.max_header_bytes, limits.header_timeout, limits.max_connections),
+        http=protocol_class(limits.max_header_bytes, limits.header_timeout, limits.max_connections),
         timeout_keep_alive=max(1, round(limits.keepalive_timeout)),
-        h11_max_incomplete_event_size=limits.max_header_bytes,
         **extra,  # type: ignore[arg-type]
     )
 
