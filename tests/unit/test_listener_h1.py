@@ -198,19 +198,23 @@ async def test_http_1_0_closes_after_the_answer() -> None:
         assert await closed(reader)
 
 
+INJECTIONS = [(b"x-a", b"ok\r\nset-cookie: evil=1"), (b"x-a", b"ok\nset-cookie: evil=1"),
+              (b"x-a", b"ok\rset-cookie: evil=1"), (b"x-a", b"ok\0"), (b"x-a\r\nset-cookie", b"evil=1")]
+
+
 async def test_a_failing_app_gets_a_500_and_the_listener_keeps_serving(caplog: pytest.LogCaptureFixture) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["path"] == "/boom":
             raise ValueError("boom")
         if scope["path"] == "/silent":
             return  # never answers
-        if scope["path"] == "/inject":
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"x-a", b"ok\r\nset-cookie: evil=1")]})
+        if scope["path"].startswith("/inject"):
+            header = INJECTIONS[int(scope["path"][-1])]
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"x-ok", b"1"), header]})
         await echo(scope, receive, send)
 
     async with listening(app) as lst:
-        for path in (b"/boom", b"/silent", b"/inject"):
+        for path in (b"/boom", b"/silent", *(b"/inject%d" % i for i in range(len(INJECTIONS)))):
             reader, writer = await lst.connect()
             writer.write(b"GET %s HTTP/1.1\r\nhost: h\r\n\r\n" % path)
             status, headers, body = await read_response(reader)
@@ -352,3 +356,23 @@ async def test_graceful_shutdown_lets_a_running_answer_finish() -> None:
         _status, headers, body = await read_response(reader)
         assert body == b"GET /last? " and headers[b"connection"] == b"close"
         assert await closed(idle_reader)
+
+
+async def test_a_streamed_head_goes_out_before_its_first_chunk() -> None:
+    """An SSE head is held only to share a write with the chunk that follows it; when
+    none follows, the client still gets the head at once."""
+    first = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await first.wait()
+        await send({"type": "http.response.body", "body": b"data: 1\n\n"})
+
+    async with listening(app) as lst:
+        reader, writer = await lst.connect()
+        writer.write(b"GET /events HTTP/1.1\r\nhost: h\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert b"transfer-encoding: chunked" in head
+        first.set()
+        assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10) == b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"
+        writer.close()

@@ -490,10 +490,12 @@ class Cycle:
             # reading on to reuse the connection; it closes after the answer.
             self.keep_alive = False
         parts = [STATUS_LINE[status]]
+        lines = 2  # CRLFs written: the status line's and the blank line's, then one per header
         close_sent = False
-        for name, value in (*conn.server_state.default_headers, *message.get("headers", ())):
-            if _unsafe(name) or _unsafe(value) or b":" in name:
-                raise RuntimeError(f"response header {name[:64]!r} has a character not allowed in HTTP")
+        headers = message.get("headers", ())
+        if conn.server_state.default_headers:
+            headers = [*conn.server_state.default_headers, *headers]
+        for name, value in headers:
             lname = name.lower()
             if lname == b"content-length":
                 self.left = int(value)
@@ -503,18 +505,32 @@ class Cycle:
                 self.keep_alive = False
                 close_sent = True
             parts += (name, b": ", value, b"\r\n")
+            lines += 1
         if not self.keep_alive and not close_sent:
             parts.append(b"connection: close\r\n")
+            lines += 1
         method_has_body = self.scope["method"] != "HEAD" and status not in _NO_BODY_STATUS
         if self.left is None and not self.chunked and method_has_body:
             self.chunked = True
             parts.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
         parts.append(b"\r\n")
         head = b"".join(parts)
-        if self.left is not None:
-            self.head = head  # the body follows at once: one write for both
-        else:
-            conn.transport.write(head)
+        # A CR, LF or NUL in a name or value would split the head (injection): the
+        # head has exactly one CRLF per line we wrote, or a header smuggled one in.
+        if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
+            bad = next((n for n, v in headers if _unsafe(n) or _unsafe(v)), b"?")
+            raise RuntimeError(f"response header {bytes(bad)[:64]!r} has a character not allowed in HTTP")
+        # Held to go out with the first body chunk in one write; the apps send that
+        # chunk right after the head, and a head alone goes out on the next loop pass.
+        self.head = head
+        if self.left is None:
+            conn.loop.call_soon(self.flush_head)
+
+    def flush_head(self) -> None:
+        if self.head is not None and not self.conn.closed:
+            self.conn.transport.write(self.head)
+        self.head = None
 
 
 def protocol_class(max_header_bytes: int, header_timeout: float, max_connections: int) -> type[H1Protocol]:
