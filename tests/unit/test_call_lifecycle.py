@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from tests.support.fake_upstream import Client, FakeServer, FakeSession, core
 
 from mcpmux.dispatch import Dispatcher
 from mcpmux.jsonrpc import Message
+from mcpmux.listener.h1 import protocol_class
 from mcpmux.listener.http import StreamableHTTP
 
 
@@ -98,10 +100,15 @@ async def test_waiting_for_the_client_s_answer_does_not_count_as_silence() -> No
         assert resp["result"]["answer"]["result"]["action"] == "accept", resp
 
 
+#: The gateway's own protocol calls back on a hang-up; under uvicorn's the listener
+#: reads ``receive`` for it. Both ways are tested.
+PROTOCOLS = {"mcpmux": protocol_class(65536, 10.0, 100), "uvicorn": "httptools"}
+
+
 @contextlib.asynccontextmanager
-async def listening(d: Dispatcher) -> AsyncIterator[str]:
+async def listening(d: Dispatcher, protocol: str) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(StreamableHTTP(d), host="127.0.0.1", port=0, lifespan="off",
-                                           log_level="warning", http="httptools"))
+                                           log_level="warning", http=PROTOCOLS[protocol]))  # type: ignore[arg-type]
     task = asyncio.ensure_future(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
@@ -121,10 +128,11 @@ async def open_session(http: httpx.AsyncClient, url: str, version: str) -> dict[
             "MCP-Protocol-Version": version}
 
 
-async def test_a_client_that_hangs_up_cancels_its_call_upstream() -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_client_that_hangs_up_cancels_its_call_upstream(protocol: str) -> None:
     gate = Gate()
     srv = {"a": FakeServer({"hang": gate}), "b": FakeServer({})}
-    async with core(srv) as d, listening(d) as url, httpx.AsyncClient(timeout=10) as http:
+    async with core(srv) as d, listening(d, protocol) as url, httpx.AsyncClient(timeout=10) as http:
         headers = await open_session(http, url, "2025-06-18")  # JSON answers: nothing to resume
         call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "a_hang"}}
         post = asyncio.ensure_future(http.post(url, json=call, headers=headers))
@@ -139,10 +147,11 @@ async def test_a_client_that_hangs_up_cancels_its_call_upstream() -> None:
         assert session.inflight == {}
 
 
-async def test_an_answer_that_arrives_while_the_client_is_away_is_replayed_on_resume() -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_an_answer_that_arrives_while_the_client_is_away_is_replayed_on_resume(protocol: str) -> None:
     gate = Gate()
     srv = {"a": FakeServer({"hang": gate}), "b": FakeServer({})}
-    async with core(srv) as d, listening(d) as url, httpx.AsyncClient(timeout=10) as http:
+    async with core(srv) as d, listening(d, protocol) as url, httpx.AsyncClient(timeout=10) as http:
         headers = await open_session(http, url, "2025-11-25")  # resumable SSE answers
         call = {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "a_hang"}}
         async with http.stream("POST", url, json=call, headers=headers) as resp:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 
-from mcpmux.listener.h1 import H1Protocol, protocol_class
+from mcpmux.listener.h1 import Cycle, H1Protocol, protocol_class
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -375,4 +376,24 @@ async def test_a_streamed_head_goes_out_before_its_first_chunk() -> None:
         assert b"transfer-encoding: chunked" in head
         first.set()
         assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10) == b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"
+        writer.close()
+
+
+async def test_requests_leave_no_reference_cycles() -> None:
+    """A request's objects are freed when it ends, not left for the garbage collector
+    (a cycle per request made every call measurably slower)."""
+    async with listening(echo) as lst:
+        reader, writer = await lst.connect()
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                writer.write(b"POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: 1\r\n\r\n1")
+                await read_response(reader)
+            while lst.server.server_state.tasks:
+                await asyncio.sleep(0)
+            alive = [o for o in gc.get_objects() if isinstance(o, Cycle)]
+            assert len(alive) <= 1, f"{len(alive)} request cycles still alive"  # the connection's last
+        finally:
+            gc.enable()
         writer.close()

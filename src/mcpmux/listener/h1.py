@@ -43,6 +43,7 @@ import asyncio
 import http
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -69,6 +70,10 @@ def _status_line(code: int) -> bytes:
 
 STATUS_LINE = {code: _status_line(code) for code in range(100, 600)}
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
+#: Scope key of ``on_disconnect(callback)``: the app's callback (or None to clear it)
+#: runs once if the client goes away before the answer is complete. With it an app
+#: learns of a hang-up without a task parked in ``receive()`` for every request.
+ON_DISCONNECT = "mcpmux.on_disconnect"
 _DISCONNECT = {"type": "http.disconnect"}
 _NO_BODY_STATUS = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -180,7 +185,9 @@ class H1Protocol(asyncio.Protocol):
             if cycle is not None and not cycle.complete:
                 cycle.disconnected = True
                 cycle.wake()
+                cycle.hung_up()
         self.pipeline.clear()
+        self.active = self.current = None  # they point back at this protocol
         if self.drained is not None and not self.drained.done():
             self.drained.set_result(None)
 
@@ -294,7 +301,7 @@ class H1Protocol(asyncio.Protocol):
         if "%" in path:
             path = unquote(path, "latin-1")
         version = parser.get_http_version()
-        scope = {
+        scope: dict[str, Any] = {
             "type": "http",
             "asgi": _ASGI,
             "http_version": version,
@@ -310,6 +317,7 @@ class H1Protocol(asyncio.Protocol):
             "state": {},
         }
         cycle = Cycle(self, scope, parser.should_keep_alive(), self.expect_continue)
+        scope[ON_DISCONNECT] = cycle.on_disconnect
         self.current = cycle
         if self.active is None:
             self.start(cycle)
@@ -363,7 +371,7 @@ class H1Protocol(asyncio.Protocol):
 class Cycle:
     """One request and its answer: the ASGI ``receive`` and ``send`` of one call."""
 
-    __slots__ = ("chunked", "chunks", "complete", "conn", "disconnected", "expect_continue", "head",
+    __slots__ = ("chunked", "chunks", "complete", "conn", "disconnected", "expect_continue", "gone", "head",
                  "keep_alive", "left", "more_body", "ready", "scope", "size", "started", "waiter")
 
     def __init__(self, conn: H1Protocol, scope: dict[str, Any], keep_alive: bool, expect_continue: bool) -> None:
@@ -385,6 +393,24 @@ class Cycle:
         self.left: int | None = None
         #: The response head, held to go out with the body in one write.
         self.head: bytes | None = None
+        #: The app's hang-up callback (see ON_DISCONNECT).
+        self.gone: Callable[[], None] | None = None
+
+    def on_disconnect(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` if the client goes away before the answer is complete
+        (at once if it already has); None forgets it. It runs inside the transport's
+        callback: it must be quick (cancel a task, start one)."""
+        self.gone = callback
+        if self.disconnected:
+            self.hung_up()
+
+    def hung_up(self) -> None:
+        gone, self.gone = self.gone, None
+        if gone is not None:
+            try:
+                gone()
+            except Exception:
+                log.exception("%s %s: the disconnect callback failed", self.scope["method"], self.scope["path"][:200])
 
     def wake(self) -> None:
         self.ready = True
@@ -412,6 +438,9 @@ class Cycle:
                     conn.transport.write(_INTERNAL_ERROR)
                 conn.transport.close()
         finally:
+            # The scope's hook is a bound method of this cycle: without this the two would
+            # form a reference cycle per request, left to the garbage collector.
+            del self.scope[ON_DISCONNECT]
             conn.done(self)
 
     async def receive(self) -> dict[str, Any]:
@@ -477,6 +506,7 @@ class Cycle:
             if self.left and self.scope["method"] != "HEAD":
                 raise RuntimeError("response body shorter than its content-length")
             self.complete = True
+            self.gone = None
             self.wake()  # a receive() waiting for a disconnect returns now
             if not self.keep_alive:
                 conn.close_after(self)

@@ -36,6 +36,7 @@ from ..protocol import MODERN_VERSIONS, RESUMABLE_FROM
 from ..session import ClientSession
 from ..sse import encode
 from .auth import ResourceServer
+from .h1 import ON_DISCONNECT
 from .modern import serve_modern
 from .streams import SSE_HEADERS, ResponseStream, send_json
 
@@ -135,7 +136,7 @@ class StreamableHTTP:
         method = scope["method"]
         try:
             if method == "POST":
-                await self._post(headers, receive, send, principal, peer_of(scope), server)
+                await self._post(headers, receive, send, principal, peer_of(scope), server, scope.get(ON_DISCONNECT))
             elif method == "GET":
                 await self._get(headers, receive, send, principal, server)
             elif method == "DELETE":
@@ -182,7 +183,7 @@ class StreamableHTTP:
         return session
 
     async def _post(self, headers: dict[str, str], receive: Receive, send: Send, principal: Any = None,
-                    peer: str | None = None, server: VirtualServer | None = None) -> None:
+                    peer: str | None = None, server: VirtualServer | None = None, hook: Any = None) -> None:
         accept = headers.get("accept", "")
         if not (_accepts(accept, "application/json") and _accepts(accept, "text/event-stream")):
             raise HttpError(406, "not acceptable: Accept must list application/json and text/event-stream")
@@ -191,7 +192,7 @@ class StreamableHTTP:
             era.is_modern(msg) or headers.get("mcp-protocol-version") in MODERN_VERSIONS
         ):
             if is_request(msg):
-                await serve_modern(self.dispatcher, msg, headers, receive, send, principal, server)
+                await serve_modern(self.dispatcher, msg, headers, receive, send, principal, server, hook)
             else:  # 2026 HTTP defines no client notifications; accepted and ignored
                 await send_empty(send, 202)
             return
@@ -204,7 +205,7 @@ class StreamableHTTP:
             resumable = session.protocol_version >= RESUMABLE_FROM
             stream = new_stream(session, send, session_hdr, resumable, msg["id"])
             await stream.open()
-            watch = DisconnectWatch(receive, session, stream, msg["id"], resumable)
+            watch = DisconnectWatch(hook, receive, session, stream, msg["id"], resumable)
             try:
                 resp = await self.dispatcher.handle(
                     RequestContext(session, "http", headers, stream, principal, server=server), msg)
@@ -287,23 +288,28 @@ class StreamableHTTP:
 class DisconnectWatch:
     """Notices a client that hangs up on a POST before its answer.
 
-    The ASGI server's ``send`` does nothing, silently, once the client is gone, so the
-    only way to know is to read ``receive`` for ``http.disconnect``. A resumable stream
-    (2025-11-25 sessions) is then detached: its events, the answer too, wait for the
-    client's GET with ``Last-Event-ID``. Otherwise nobody can come back for the answer,
-    so the call is cancelled upstream. Resumable streams are watched from the start
-    (their answer must never be counted as delivered to a dead connection); others only
+    The ASGI server's ``send`` does nothing, silently, once the client is gone. A
+    resumable stream (2025-11-25 sessions) is then detached: its events, the answer
+    too, wait for the client's GET with ``Last-Event-ID``. Otherwise nobody can come
+    back for the answer, so the call is cancelled upstream.
+
+    The gateway's own listener (``listener/h1.py``) calls back on a hang-up (``hook``):
+    a call costs nothing to watch. Under another ASGI server the only way to know is to
+    read ``receive`` for ``http.disconnect``: resumable streams are read from the start
+    (their answer must never be counted as delivered to a dead connection), others
     once the call has run ``WATCH_AFTER`` seconds, so a quick call costs a timer, not a task.
     """
 
-    __slots__ = ("_receive", "_rid", "_session", "_stream", "_task", "_timer")
+    __slots__ = ("_hook", "_receive", "_rid", "_session", "_stream", "_task", "_timer")
 
-    def __init__(self, receive: Receive, session: ClientSession, stream: ResponseStream, rid: Any,
-                 resumable: bool) -> None:
-        self._receive, self._session, self._stream, self._rid = receive, session, stream, rid
+    def __init__(self, hook: Callable[[Callable[[], None] | None], None] | None, receive: Receive,
+                 session: ClientSession, stream: ResponseStream, rid: Any, resumable: bool) -> None:
+        self._hook, self._receive, self._session, self._stream, self._rid = hook, receive, session, stream, rid
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        if resumable:
+        if hook is not None:
+            hook(self._gone)
+        elif resumable:
             self._start()
         else:
             self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start)
@@ -315,12 +321,19 @@ class DisconnectWatch:
     async def _watch(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
             pass
+        self._gone()
+
+    def _gone(self) -> None:
         if self._stream.resumable:
             self._stream.detach()
             return
-        await self._session.cancel({"requestId": self._rid, "reason": "the client disconnected"})
+        # Owned like the watch: stop() cancels it once the call has ended.
+        self._task = asyncio.ensure_future(
+            self._session.cancel({"requestId": self._rid, "reason": "the client disconnected"}))
 
     def stop(self) -> None:
+        if self._hook is not None:
+            self._hook(None)
         if self._timer is not None:
             self._timer.cancel()
         if self._task is not None:

@@ -61,7 +61,7 @@ def decorate(gateway: Gateway, resp: Message) -> Message:
 
 async def serve_modern(
     dispatcher: Dispatcher, msg: Message, headers: dict[str, str], receive: Receive, send: Send,
-    principal: Any = None, server: VirtualServer | None = None,
+    principal: Any = None, server: VirtualServer | None = None, hook: Any = None,
 ) -> None:
     gateway = dispatcher.gateway
     rid = msg["id"]
@@ -88,6 +88,50 @@ async def serve_modern(
     # 2026: closing the response stream is the cancellation (a MUST of the transport);
     # a held handshake call is then cancelled on its target too.
     ctx = RequestContext(session, "http", headers, stream, principal, envelope=env, server=server)
+    try:
+        resp = await (_answer_unless_gone(dispatcher, ctx, msg, hook) if hook is not None
+                      else _answer_or_gone(dispatcher, ctx, msg, receive))
+    except _ClientGone:
+        log.debug("modern request %s: the client closed its stream; cancelled", msg.get("method"))
+        return
+    except Exception:
+        log.exception("modern request %s failed", msg.get("method"))
+        resp = error(rid, -32603, "internal gateway error (see the gateway log)")
+    code = (resp.get("error") or {}).get("code")
+    status = 400 if code in BAD_REQUEST else 404 if code == METHOD_NOT_FOUND else 200
+    await stream.finish(decorate(gateway, resp), status)
+
+
+class _ClientGone(Exception):
+    """The client closed the request's stream before its answer."""
+
+
+async def _answer_unless_gone(dispatcher: Dispatcher, ctx: RequestContext, msg: Message, hook: Any) -> Message:
+    """The gateway's own listener calls back on a hang-up: the call runs in this task,
+    which the callback cancels (no second task per request)."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    def hung_up() -> None:
+        nonlocal gone
+        gone = True
+        task.cancel()
+
+    hook(hung_up)
+    try:
+        return await dispatcher.handle(ctx, msg)
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        task.uncancel()
+        raise _ClientGone from None
+    finally:
+        hook(None)
+
+
+async def _answer_or_gone(dispatcher: Dispatcher, ctx: RequestContext, msg: Message, receive: Receive) -> Message:
+    """Under another ASGI server: the call in a task of its own, raced against ``receive``."""
     work = asyncio.ensure_future(dispatcher.handle(ctx, msg))
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
@@ -98,16 +142,8 @@ async def serve_modern(
             work.cancel()
         await asyncio.gather(work, gone, return_exceptions=True)
     if work.cancelled():
-        log.debug("modern request %s: the client closed its stream; cancelled", msg.get("method"))
-        return
-    try:
-        resp = work.result()
-    except Exception:
-        log.exception("modern request %s failed", msg.get("method"))
-        resp = error(rid, -32603, "internal gateway error (see the gateway log)")
-    code = (resp.get("error") or {}).get("code")
-    status = 400 if code in BAD_REQUEST else 404 if code == METHOD_NOT_FOUND else 200
-    await stream.finish(decorate(gateway, resp), status)
+        raise _ClientGone
+    return work.result()
 
 
 async def _disconnected(receive: Receive) -> None:
