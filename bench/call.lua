@@ -1,7 +1,10 @@
 -- wrk script for mcpmux benchmarks: POST one JSON-RPC request per call with the
 -- session headers of an MCP session the harness opened beforehand.
 --
---   wrk -t1 -c16 -d5s -s bench/call.lua URL -- SESSION_ID PROTOCOL_VERSION BODY_FILE [AUTHORIZATION]
+--   wrk -t1 -c16 -d5s -s bench/call.lua URL -- SESSION_ID PROTOCOL_VERSION BODY_FILE [AUTHORIZATION [METHOD NAME]]
+--
+-- SESSION_ID "-" sends no Mcp-Session-Id (a 2026-07-28 request); METHOD and NAME are
+-- then mirrored in Mcp-Method and Mcp-Name.
 --
 -- BODY_FILE holds the request with the literal id 0 ("id":0); each request gets a
 -- fresh id (a session must not have two requests in flight with one id). done()
@@ -28,7 +31,13 @@ function init(args)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Accept"] = "application/json, text/event-stream"
-  wrk.headers["Mcp-Session-Id"] = args[1]
+  if args[1] ~= "-" then  -- "-": a 2026-07-28 request (no session; Mcp-Method/Mcp-Name instead)
+    wrk.headers["Mcp-Session-Id"] = args[1]
+  end
+  if args[5] and args[5] ~= "" then
+    wrk.headers["Mcp-Method"] = args[5]
+    wrk.headers["Mcp-Name"] = args[6]
+  end
   wrk.headers["MCP-Protocol-Version"] = args[2]
   if args[4] and args[4] ~= "" then
     wrk.headers["Authorization"] = args[4]
