@@ -397,3 +397,33 @@ async def test_requests_leave_no_reference_cycles() -> None:
         finally:
             gc.enable()
         writer.close()
+
+
+def test_host_verdicts_are_remembered_but_bounded() -> None:
+    """The Host check remembers verdicts for the values it sees again; a client
+    sending endless distinct hosts cannot grow that memory, nor change a verdict."""
+    from mcpmux.listener.guard import HostGuard
+
+    guard = HostGuard(echo, "127.0.0.1", ["gw.example"], 65536)
+    for _ in range(2):
+        assert guard.allows("localhost:8080") and guard.allows("GW.example") and guard.allows("[::1]:80")
+        assert not guard.allows("evil.example") and not guard.allows("evil.example:8080")
+    for i in range(1000):
+        assert not guard.allows(f"attacker-{i}.example")
+    assert len(guard._seen) == 256
+    assert not guard.allows("evil.example") and guard.allows("localhost")
+    assert not guard.allows("attacker-999.example")  # past the bound: still checked
+
+
+def test_accept_verdicts_are_remembered_but_bounded() -> None:
+    from mcpmux.listener import http
+
+    http._ACCEPTS.clear()
+    for _ in range(2):
+        assert http._accepts_both("application/json, text/event-stream")
+        assert http._accepts_both("*/*")
+        assert not http._accepts_both("application/json")
+    for i in range(1000):
+        assert not http._accepts_both(f"text/x-{i}")
+    assert len(http._ACCEPTS) == 256
+    assert not http._accepts_both("text/event-stream") and http._accepts_both("application/*, text/*")

@@ -25,6 +25,8 @@ log = logging.getLogger("mcpmux.listener.guard")
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _ANY_ADDRESS = ("0.0.0.0", "::", "")
+#: Distinct Host headers whose verdict is remembered.
+_SEEN = 256
 
 
 def head_response(status: int, reason: str, message: str) -> bytes:
@@ -85,10 +87,17 @@ class HostGuard:
         if _is_loopback(listen_host):
             names |= LOOPBACK_NAMES
         self.names = frozenset(names)
+        #: Host header -> allowed, for the few values a listener sees again and again.
+        self._seen: dict[str, bool] = {}
 
     def allows(self, host: str) -> bool:
-        host = host.strip().lower()
-        return self.any_host or host in self.names or _hostname(host) in self.names
+        known = self._seen.get(host)
+        if known is None:
+            name = host.strip().lower()
+            known = self.any_host or name in self.names or _hostname(name) in self.names
+            if len(self._seen) < _SEEN:  # client input: bounded, first come
+                self._seen[host] = known
+        return known
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

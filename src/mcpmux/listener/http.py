@@ -184,8 +184,7 @@ class StreamableHTTP:
 
     async def _post(self, headers: dict[str, str], receive: Receive, send: Send, principal: Any = None,
                     peer: str | None = None, server: VirtualServer | None = None, hook: Any = None) -> None:
-        accept = headers.get("accept", "")
-        if not (_accepts(accept, "application/json") and _accepts(accept, "text/event-stream")):
+        if not _accepts_both(headers.get("accept", "")):
             raise HttpError(406, "not acceptable: Accept must list application/json and text/event-stream")
         msg = await read_message(receive, headers, self.gateway.config.limits.max_body_bytes)
         if "mcp-session-id" not in headers and (
@@ -408,6 +407,19 @@ def peer_of(scope: Scope) -> str | None:
 
 def headers_of(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1").strip() for k, v in scope["headers"]}
+
+
+_ACCEPTS: dict[str, bool] = {}
+
+
+def _accepts_both(accept: str) -> bool:
+    """A POST's Accept lists JSON and SSE; remembered for the few values clients send."""
+    known = _ACCEPTS.get(accept)
+    if known is None:
+        known = _accepts(accept, "application/json") and _accepts(accept, "text/event-stream")
+        if len(_ACCEPTS) < 256:  # client input: bounded, first come
+            _ACCEPTS[accept] = known
+    return known
 
 
 def _accepts(accept: str, mime: str) -> bool:

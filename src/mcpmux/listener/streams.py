@@ -47,6 +47,10 @@ SLOW_CLIENT = 2.0
 log = logging.getLogger("mcpmux.listener.streams")
 
 
+#: The events of a stream that is never replayed (nothing is ever appended to it).
+_NO_EVENTS: deque[tuple[int, bytes]] = deque(maxlen=0)
+
+
 class Retain(Protocol):
     """Keeps a copy of a stream's event where other replicas can replay it."""
 
@@ -92,7 +96,8 @@ class ResponseStream:
         self.resumable = resumable
         self.started = False
         self.seq = 0
-        self.events: deque[tuple[int, bytes]] = deque(maxlen=REPLAY_LIMIT)
+        # Kept for a replay only on resumable streams; the others share an empty one.
+        self.events: deque[tuple[int, bytes]] = deque(maxlen=REPLAY_LIMIT) if resumable else _NO_EVENTS
         self.finished = asyncio.Event()
         self.finished_at = 0.0
         self.lagging = False
@@ -101,8 +106,9 @@ class ResponseStream:
         #: Events copied out (they are dropped again once the answer was delivered).
         self.retained = 0
         self.rid: Any = None
-        #: Set when the client comes back after a pause (the target is resumed then too).
-        self.returned = asyncio.Event()
+        #: Set when the client comes back after a pause (the target is resumed then too);
+        #: made by the first pause (most streams never pause).
+        self.returned: asyncio.Event | None = None
 
     async def open(self) -> None:
         """Start the SSE answer now (resumable sessions): priming event + retry hint."""
@@ -197,16 +203,20 @@ class ResponseStream:
             return None
         if not self.started:
             await self._start()
-        self.returned.clear()
+        if self.returned is None:
+            self.returned = asyncio.Event()
+        returned = self.returned
+        returned.clear()
         await self._write(f"retry: {retry_ms or RETRY_MS}\n\n".encode(), more=False)
         self._send = None
-        return self.returned
+        return returned
 
     async def resume(self, send: Send, after: int) -> None:
         """A client came back with Last-Event-ID: replay, then follow to the answer."""
         await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.headers]})
         self._send = send
-        self.returned.set()
+        if self.returned is not None:
+            self.returned.set()
         for seq, data in list(self.events):
             if seq > after:
                 await self._write(data, more=True)
