@@ -1,0 +1,131 @@
+"""A/B of gateway variants (source trees and flags), 2025 sessions or 2026 requests.
+
+    .venv/bin/python bench/ab.py --variant /tmp/before/src --variant src [--mode json|sse|2026]
+    .venv/bin/python bench/ab.py --variant "src:" --variant "src:--no-access-log --no-metrics"
+
+Each ``--variant`` is ``SRC[:FLAGS]``: a ``src/`` directory put on PYTHONPATH and the
+extra ``mcpmux run`` flags. All variants run at once in front of one minimal backend
+(``bench/backend.py``); wrk (``bench/call.lua``) alternates between them in every
+round, so all see the same machine noise. ``--mode`` picks the client: a 2025-06-18
+session (JSON answers), a 2025-11-25 session (SSE answers) or 2026-07-28 requests
+(no session; ``_meta`` envelope and ``Mcp-Method``/``Mcp-Name`` headers). Prints, per
+concurrency, each variant's median CPU µs per call (from ``/proc``), its ratio to the
+first variant and every round. ``bench/compare.py`` does the same for two trees with
+the full harness (nginx, direct path, load accounting), 2025 sessions only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from mcp_client import JSON_VERSION, SSE_VERSION, open_session  # noqa: E402
+
+MODERN = "2026-07-28"
+CALL = {"name": "echo", "arguments": {"message": "hello"}}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def body(mode: str) -> dict[str, object]:
+    params: dict[str, object] = dict(CALL)
+    if mode == "2026":
+        params["_meta"] = {"io.modelcontextprotocol/protocolVersion": MODERN,
+                           "io.modelcontextprotocol/clientCapabilities": {},
+                           "io.modelcontextprotocol/clientInfo": {"name": "bench-ab", "version": "1"}}
+    return {"jsonrpc": "2.0", "id": 0, "method": "tools/call", "params": params}
+
+
+async def wrk_args(gateways: list[str], mode: str, body_file: Path) -> list[list[str]]:
+    """call.lua's arguments per gateway: a fresh session each, or none for 2026."""
+    if mode == "2026":
+        return [[gw, "--", "-", MODERN, str(body_file), "", "tools/call", str(CALL["name"])] for gw in gateways]
+    out = []
+    async with aiohttp.ClientSession() as http:
+        for gw in gateways:
+            s = await open_session(http, gw, SSE_VERSION if mode == "sse" else JSON_VERSION)
+            out.append([gw, "--", s.sid, s.version, str(body_file), ""])
+    return out
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    py = sys.executable
+    body_file = work / "body.json"
+    body_file.write_text(json.dumps(body(args.mode), separators=(",", ":")))
+    backend = subprocess.Popen([py, str(BENCH / "backend.py"), "--ports", "1"], stdout=subprocess.PIPE)
+    procs = [backend]
+    try:
+        assert backend.stdout is not None
+        url = f"http://127.0.0.1:{int(backend.stdout.readline().split()[1])}/mcp"
+        gateways = []
+        for i, spec in enumerate(args.variant):
+            src, _, flags = spec.partition(":")
+            cfg, ready = work / f"gw{i}.json", work / f"ready{i}.json"
+            cfg.write_text(json.dumps({"listen": {"host": "127.0.0.1", "port": 0}, "admin": {"enabled": False},
+                                       "targets": [{"name": "b", "http": {"url": url}}]}))
+            proc = subprocess.Popen([py, "-m", "mcpmux", "run", "-c", str(cfg), "--ready-file", str(ready),
+                                     *flags.split()], env={**os.environ, "PYTHONPATH": str(Path(src).resolve())},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(proc)
+            while not ready.exists():
+                if proc.poll() is not None:
+                    raise SystemExit(f"variant {spec!r} exited with {proc.returncode}")
+                time.sleep(0.05)
+            time.sleep(0.3)  # let it finish connecting its target
+            gateways.append(json.loads(ready.read_text())["mcp"])
+        argvs = asyncio.run(wrk_args(gateways, args.mode, body_file))
+        for conc in args.conc:
+            cpu: dict[str, list[float]] = {spec: [] for spec in args.variant}
+            for _ in range(args.rounds):
+                for spec, proc, argv in zip(args.variant, procs[1:], argvs, strict=True):
+                    c0 = cpu_seconds(proc.pid)
+                    out = subprocess.run(["wrk", "-t1", f"-c{conc}", f"-d{args.duration}s", "-s",
+                                          str(BENCH / "call.lua"), *argv], capture_output=True, text=True)
+                    c1 = cpu_seconds(proc.pid)
+                    found = re.search(r'"requests":(\d+)', out.stdout)
+                    if not found or not int(found.group(1)):
+                        raise SystemExit(f"wrk got no answers from {spec!r}:\n{out.stdout}{out.stderr}")
+                    cpu[spec].append((c1 - c0) / int(found.group(1)) * 1e6)
+            base = statistics.median(cpu[args.variant[0]])
+            for spec, rounds in cpu.items():
+                med = statistics.median(rounds)
+                print(f"{args.mode} c={conc} {spec}: {med:.0f} µs/call (x{med / base:.3f}) "
+                      f"rounds {[round(r) for r in rounds]}", flush=True)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", action="append", required=True, help="SRC[:FLAGS]; the first is the baseline")
+    parser.add_argument("--mode", choices=["json", "sse", "2026"], default="json")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--conc", type=int, action="append", help="concurrency (repeatable; default 16 and 1)")
+    args = parser.parse_args()
+    args.conc = args.conc or [16, 1]
+    with tempfile.TemporaryDirectory(prefix="mcpmux-ab-") as tmp:
+        run(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
