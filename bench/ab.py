@@ -44,6 +44,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def round_args(parser: argparse.ArgumentParser, rounds: int) -> None:
+    """--rounds, --duration and --conc, as ab.py and floor.py take them."""
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--conc", type=int, action="append", help="concurrency (repeatable; default 16 and 1)")
+
+
 def body(mode: str) -> dict[str, object]:
     params: dict[str, object] = dict(CALL)
     if mode == "2026":
@@ -118,9 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", required=True, help="SRC[:FLAGS]; the first is the baseline")
     parser.add_argument("--mode", choices=["json", "sse", "2026"], default="json")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
-    parser.add_argument("--conc", type=int, action="append", help="concurrency (repeatable; default 16 and 1)")
+    round_args(parser, rounds=7)
     args = parser.parse_args()
     args.conc = args.conc or [16, 1]
     with tempfile.TemporaryDirectory(prefix="mcpmux-ab-") as tmp:

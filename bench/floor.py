@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -30,6 +29,10 @@ from typing import Any
 import orjson
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from ab import cpu_seconds, round_args  # noqa: E402
+
 VERSION = "2025-06-18"
 _JSON = (b"content-type", b"application/json")
 
@@ -87,11 +90,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def drive(args: argparse.Namespace) -> None:
     py = sys.executable
     backend = subprocess.Popen([py, str(BENCH / "backend.py"), "--ports", "1"], stdout=subprocess.PIPE)
@@ -141,9 +139,7 @@ def drive(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
-    parser.add_argument("--conc", type=int, action="append", help="concurrency (repeatable; default 16 and 1)")
+    round_args(parser, rounds=5)
     args = parser.parse_args()
     if args.serve:
         import uvloop
