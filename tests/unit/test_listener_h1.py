@@ -241,6 +241,33 @@ async def test_malformed_request_gets_a_400_naming_the_problem() -> None:
         assert await closed(reader)
 
 
+SMUGGLING = {
+    "length and chunked": b"POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n"
+                          b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: h\r\n\r\n",
+    "two lengths": b"POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\nabcde",
+    "chunked not last": b"POST / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("raw", SMUGGLING.values(), ids=SMUGGLING.keys())
+async def test_request_smuggling_framings_are_refused(raw: bytes) -> None:
+    """Ambiguous framing (how a request smuggles another past a proxy) gets 400 and
+    the connection closes: no app runs, nothing after it is read as a request."""
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        await echo(scope, receive, send)
+
+    async with listening(app) as lst:
+        reader, writer = await lst.connect()
+        writer.write(raw)
+        status, _headers, body = await read_response(reader)
+        assert status.startswith(b"HTTP/1.1 400") and b"malformed HTTP request" in body
+        assert await closed(reader)
+        assert seen == []
+
+
 async def test_an_upgrade_request_is_answered_as_plain_http_then_closed() -> None:
     async with listening(echo) as lst:
         reader, writer = await lst.connect()
