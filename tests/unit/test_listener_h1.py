@@ -454,3 +454,42 @@ def test_accept_verdicts_are_remembered_but_bounded() -> None:
         assert not http._accepts_both(f"text/x-{i}")
     assert len(http._ACCEPTS) == 256
     assert not http._accepts_both("text/event-stream") and http._accepts_both("application/*, text/*")
+
+
+async def test_an_unread_body_pauses_reading_at_the_high_water_mark() -> None:
+    """A client sending faster than the app reads: the socket is not read past
+    HIGH_WATER, and the body arrives whole once the app reads it."""
+    from mcpmux.listener.h1 import HIGH_WATER
+
+    go = asyncio.Event()
+    got = 0
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal got
+        await go.wait()
+        while True:
+            event = await receive()
+            got += len(event["body"])
+            if not event["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    size = 8 * 1024 * 1024
+    async with listening(app) as lst:
+        reader, writer = await lst.connect()
+        writer.write(b"POST / HTTP/1.1\r\nhost: h\r\ncontent-length: %d\r\n\r\n" % size + b"x" * size)
+        [proto] = lst.protocols
+        for _ in range(500):  # the client fills the buffer within a few ms
+            if proto.read_paused:
+                break
+            await asyncio.sleep(0.01)
+        assert proto.read_paused, f"still reading with {proto.current and proto.current.size} bytes unread"
+        assert proto.current is not None
+        buffered = proto.current.size
+        await asyncio.sleep(0.2)  # the client keeps trying to send meanwhile
+        assert proto.current.size == buffered <= HIGH_WATER + 256 * 1024  # + at most one read
+        go.set()
+        assert (await read_response(reader))[2] == b"ok"
+        assert got == size
+        writer.close()
