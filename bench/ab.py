@@ -9,7 +9,8 @@ extra ``mcpmux run`` flags. All variants run at once in front of one minimal bac
 round, so all see the same machine noise. ``--mode`` picks the client: a 2025-06-18
 session (JSON answers), a 2025-11-25 session (SSE answers) or 2026-07-28 requests
 (no session; ``_meta`` envelope and ``Mcp-Method``/``Mcp-Name`` headers). Prints, per
-concurrency, each variant's median CPU µs per call (from ``/proc``), its ratio to the
+concurrency, each variant's median CPU µs per call (from ``/proc``) and the share of
+it spent in the kernel (system calls, loopback TCP), its ratio to the
 first variant and every round. ``bench/compare.py`` does the same for two trees with
 the full harness (nginx, direct path, load accounting), 2025 sessions only.
 """
@@ -39,9 +40,15 @@ MODERN = "2026-07-28"
 CALL = {"name": "echo", "arguments": {"message": "hello"}}
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and kernel CPU seconds a process used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
 
 
 def round_args(parser: argparse.ArgumentParser, rounds: int) -> None:
@@ -100,24 +107,39 @@ def run(args: argparse.Namespace, work: Path) -> None:
         argvs = asyncio.run(wrk_args(gateways, args.mode, body_file))
         for conc in args.conc:
             cpu: dict[str, list[float]] = {spec: [] for spec in args.variant}
+            kernel: dict[str, list[float]] = {spec: [] for spec in args.variant}
             for _ in range(args.rounds):
                 for spec, proc, argv in zip(args.variant, procs[1:], argvs, strict=True):
-                    c0 = cpu_seconds(proc.pid)
+                    u0, k0 = cpu_split(proc.pid)
                     out = subprocess.run(["wrk", "-t1", f"-c{conc}", f"-d{args.duration}s", "-s",
                                           str(BENCH / "call.lua"), *argv], capture_output=True, text=True)
-                    c1 = cpu_seconds(proc.pid)
+                    u1, k1 = cpu_split(proc.pid)
                     found = re.search(r'"requests":(\d+)', out.stdout)
                     if not found or not int(found.group(1)):
                         raise SystemExit(f"wrk got no answers from {spec!r}:\n{out.stdout}{out.stderr}")
-                    cpu[spec].append((c1 - c0) / int(found.group(1)) * 1e6)
+                    used = (u1 - u0) + (k1 - k0)
+                    cpu[spec].append(used / int(found.group(1)) * 1e6)
+                    kernel[spec].append((k1 - k0) / used if used else 0.0)
             base = statistics.median(cpu[args.variant[0]])
             for spec, rounds in cpu.items():
                 med = statistics.median(rounds)
-                print(f"{args.mode} c={conc} {spec}: {med:.0f} µs/call (x{med / base:.3f}) "
+                print(f"{args.mode} c={conc} {spec}: {med:.0f} µs/call (x{med / base:.3f}), "
+                      f"{statistics.median(kernel[spec]):.0%} in the kernel; "
                       f"rounds {[round(r) for r in rounds]}", flush=True)
     finally:
-        for p in procs:
-            p.terminate()
+        stop(procs)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Gateways first, then the backend (whose GET streams they hold open); a process
+    that does not stop within 10 s is killed, so a run never hangs on its clean-up."""
+    for p in reversed(procs):
+        p.terminate()
+    for p in reversed(procs):
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
             p.wait()
 
 
