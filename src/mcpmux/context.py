@@ -34,6 +34,9 @@ class RequestContext:
     #: The target the dispatcher routed this request to (set once routing and the
     #: policy agreed): metrics and the access log name it without routing again.
     target: str | None = None
+    #: The answer's size as the target sent it, when it went back unchanged but for
+    #: its id (the access log's ``bytes``; None: measured when logged).
+    size: int | None = None
 
     @property
     def modern(self) -> bool:

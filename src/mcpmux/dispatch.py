@@ -72,7 +72,7 @@ from .protocol import (
 from .redact import redact
 from .results import SCHEME as RESULTS_SCHEME
 from .results import ResultStore
-from .session import Call, ClientSession, Emit
+from .session import Call, ClientSession, Deadlines, Emit
 from .sessions import Sessions, client_key
 from .state import SessionRecord, SessionStore
 from .target import Target
@@ -132,6 +132,8 @@ class Dispatcher:
         #: Whole results of tool calls cut at limits.max_result_bytes, behind their links.
         self.results = ResultStore(lambda: gateway.config.limits)
         self._tasks = TaskOwner("dispatcher")
+        #: The deadlines of the calls in flight (call_timeout, tool_timeouts).
+        self.deadlines = Deadlines()
         #: stdio targets whose client-process limit was reached (warned once).
         self._overflowed: set[str] = set()
         #: Metrics, access log and traces of each request (set by the CLI; None: off).
@@ -182,6 +184,7 @@ class Dispatcher:
         await asyncio.gather(*(s.aclose() for s in live.values()), return_exceptions=True)
         await self.gateway.aclose()
         self.results.close()
+        self.deadlines.close()
 
     # -- sessions --------------------------------------------------------
     async def initialize(self, msg: Message, principal: Any = None, peer: str | None = None,
@@ -371,6 +374,7 @@ class Dispatcher:
                     return await self._read_result(ctx, rid, params["uri"])
                 route = self._route_uri(ctx, method, params)
                 resp = await self._forward(ctx, route, msg, {**params, "uri": route.original})
+                ctx.size = None  # URIs rewritten
                 return self._expose_contents(route, resp)
             if method in ("resources/subscribe", "resources/unsubscribe"):
                 return await self._subscription(ctx, method, msg, params)
@@ -581,6 +585,7 @@ class Dispatcher:
         return supports(t.catalog.capabilities, *(path or ("requests", "tools", "call")))
 
     def _expose_tasks(self, ctx: RequestContext, target: str, resp: Message) -> Message:
+        ctx.size = None  # task ids rewritten: not the size the target sent
         scope = scope_of(ctx.session.id, ctx.session.record.owner)
         return self.task_ids.expose(resp, target, scope)
 
@@ -724,17 +729,23 @@ class Dispatcher:
                     resp = await self.bridge.await_held(session, held, rid, emit, token)
                     return self._limited(session, method, resp, held.response_bytes)
             uid = upstream.next_id()
-            session.inflight[rid] = (upstream, uid, asyncio.current_task(), call)
+            task = asyncio.current_task()
+            session.inflight[rid] = (upstream, uid, task, call)
             try:
                 call.timeout = self._call_timeout(target, method, route.original)
-                if not call.timeout:
+                if not call.timeout or task is None:
                     resp = await upstream.request(method, params, call, id=uid)
                 else:
+                    self.deadlines.watch(call, task)
                     try:
-                        async with asyncio.timeout(call.timeout) as call.deadline:
-                            resp = await upstream.request(method, params, call, id=uid)
-                    except TimeoutError:
+                        resp = await upstream.request(method, params, call, id=uid)
+                    except asyncio.CancelledError:
+                        if not call.expired:
+                            raise
+                        task.uncancel()
                         return await self._timed_out(rid, route, upstream, uid, method, call.timeout)
+                    finally:
+                        self.deadlines.forget(call)
                 res = resp.get("result")
                 if isinstance(res, dict) and res.get("resultType") == "input_required":
                     resp = await self.bridge.input_required(session, route.target, origin, upstream,
@@ -753,7 +764,10 @@ class Dispatcher:
             target.inflight -= 1
         out = dict(resp)
         out["id"] = rid
-        return self._limited(session, method, out, call.response_bytes)
+        limited = self._limited(session, method, out, call.response_bytes)
+        if limited is out:
+            ctx.size = call.response_bytes
+        return limited
 
     # -- oversized results -------------------------------------------------
     def _limited(self, session: ClientSession, method: str, resp: Message, size: int | None) -> Message:

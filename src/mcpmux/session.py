@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,8 @@ class Call:
     Anything the target sends for the call restarts it; while the client is being asked
     something (sampling, elicitation) it is paused, and the answer restarts it."""
 
-    __slots__ = ("cancelled", "deadline", "emit", "expose", "response_bytes", "session", "target", "timeout",
-                 "token")
+    __slots__ = ("cancelled", "deadlines", "emit", "expired", "expires", "expose", "response_bytes", "session",
+                 "target", "timeout", "token")
 
     def __init__(self, session: ClientSession, target: str, emit: Emit | None, token: Any) -> None:
         self.session = session
@@ -48,18 +49,24 @@ class Call:
         self.token = token
         self.cancelled = False
         self.timeout = 0.0
-        self.deadline: asyncio.Timeout | None = None
+        #: Loop time at which the call times out (inf: paused); kept by ``deadlines``.
+        self.expires = math.inf
+        self.expired = False
+        self.deadlines: Deadlines | None = None
         self.response_bytes: int | None = None
         #: Rewrites the target's task ids in what it sends (targets with tasks).
         self.expose: Callable[[Message], Message] | None = None
 
     def keep_alive(self) -> None:
-        if self.deadline is not None and not self.deadline.expired():
-            self.deadline.reschedule(asyncio.get_running_loop().time() + self.timeout)
+        deadlines = self.deadlines
+        if deadlines is not None and not self.expired:
+            self.expires = expires = deadlines.loop.time() + self.timeout
+            if expires < deadlines.at:  # it was paused, and the timer may not be armed
+                deadlines.arm(expires)
 
     def pause(self) -> None:
-        if self.deadline is not None and not self.deadline.expired():
-            self.deadline.reschedule(None)
+        if self.deadlines is not None and not self.expired:
+            self.expires = math.inf
 
     async def notify(self, msg: Message) -> None:
         self.keep_alive()
@@ -93,6 +100,64 @@ class Call:
             return None
         returned: asyncio.Event | None = await pause(retry_ms)
         return returned
+
+
+class Deadlines:
+    """The deadlines of the calls in flight, on one timer.
+
+    ``asyncio.timeout`` per call costs a timer handle per call and another per
+    progress notification (each one reschedules it). Here a call costs a dict entry,
+    a progress notification one float, and one timer waits for the earliest deadline:
+    when it fires it cancels the calls that expired and re-arms for the next."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the first watch's
+        #: When the timer fires (inf: not armed).
+        self.at = math.inf
+        self._timer: asyncio.TimerHandle | None = None
+        self._calls: dict[Call, asyncio.Task[Any]] = {}
+
+    def watch(self, call: Call, task: asyncio.Task[Any]) -> None:
+        """Cancel ``task`` once ``call`` has heard nothing for ``call.timeout`` seconds
+        (``call.expired`` says why it was cancelled)."""
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        call.deadlines = self
+        call.expires = expires = self.loop.time() + call.timeout
+        self._calls[call] = task
+        if expires < self.at:
+            self.arm(expires)
+
+    def forget(self, call: Call) -> None:
+        """The call ended. The timer stays armed: it fires once, finds nothing and
+        stops, cheaper than cancelling and re-arming it on every call."""
+        self._calls.pop(call, None)
+        call.deadlines = None
+
+    def arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self.at = at
+        self._timer = self.loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self.at = None, math.inf
+        now = self.loop.time()
+        later = math.inf
+        for call, task in list(self._calls.items()):
+            if call.expires <= now:
+                del self._calls[call]
+                call.expired = True
+                task.cancel()
+            elif call.expires < later:
+                later = call.expires
+        if later < math.inf:
+            self.arm(later)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self.at = None, math.inf
 
 
 class ClientSession:

@@ -55,7 +55,8 @@ async def test_metrics_and_json_access_log(tmp_path: Path, json_logs: None) -> N
     with run_gateway({"targets": [CLOCK]}, tmp_path) as gw:
         async with RawClient(gw.mcp_url) as c:
             await c.initialize()
-            assert "result" in await c.rpc("tools/call", {"name": "now", "arguments": {}})
+            now = await c.rpc("tools/call", {"name": "now", "arguments": {}})
+            assert "result" in now
             assert "result" in await c.rpc("tools/list")
             bad = await c.rpc("tools/call", {"name": "evil_label_injection", "arguments": {"secret": "hunter2"}})
             assert "error" in bad
@@ -84,7 +85,10 @@ async def test_metrics_and_json_access_log(tmp_path: Path, json_logs: None) -> N
         call = next(a for a in access if a["method"] == "tools/call" and a["outcome"] == "ok")
         for key in ("time", "session", "principal", "method", "target", "tool", "outcome", "duration_ms", "bytes"):
             assert key in call, call
-        assert call["target"] == "clock" and call["tool"] == "now" and call["bytes"] > 0
+        assert call["target"] == "clock" and call["tool"] == "now"
+        # The size the target sent (measured upstream, not serialised again): the
+        # answer's but for its id and the sender's spacing.
+        assert abs(call["bytes"] - len(json.dumps(now, separators=(",", ":")))) <= 8, (call, now)
         assert call["session"] and len(call["session"]) == 8
         opened = next(a for a in access if a["method"] == "initialize")
         assert opened["outcome"] == "ok" and opened["session"] == call["session"]

@@ -162,7 +162,8 @@ class Observer:
                 "tool": tool,
                 "outcome": outcome,
                 "duration_ms": round(elapsed * 1000, 3),
-                "bytes": len(orjson.dumps(resp)) if resp is not None else 0,
+                # Measured upstream when forwarded: a big answer is not serialised twice.
+                "bytes": ctx.size if ctx.size is not None else len(orjson.dumps(resp)) if resp is not None else 0,
             }
             if self.bodies:
                 fields["arguments"] = params.get("arguments") if isinstance(params, dict) else None
