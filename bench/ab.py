@@ -11,7 +11,8 @@ session (JSON answers), a 2025-11-25 session (SSE answers) or 2026-07-28 request
 (no session; ``_meta`` envelope and ``Mcp-Method``/``Mcp-Name`` headers). Prints, per
 concurrency, each variant's median CPU µs per call (from ``/proc``) and the share of
 it spent in the kernel (system calls, loopback TCP), its ratio to the
-first variant and every round. ``bench/compare.py`` does the same for two trees with
+first variant (of the medians, and the median of the rounds' own ratios, steadier
+on a busy machine) and every round. ``bench/compare.py`` does the same for two trees with
 the full harness (nginx, direct path, load accounting), 2025 sessions only.
 """
 
@@ -123,7 +124,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
             base = statistics.median(cpu[args.variant[0]])
             for spec, rounds in cpu.items():
                 med = statistics.median(rounds)
-                print(f"{args.mode} c={conc} {spec}: {med:.0f} µs/call (x{med / base:.3f}), "
+                # Rounds run back to back, so a round's ratio shares its noise: their median
+                # is steadier than the ratio of the medians when the machine is busy.
+                paired = statistics.median(r / b for r, b in zip(rounds, cpu[args.variant[0]], strict=True))
+                print(f"{args.mode} c={conc} {spec}: {med:.0f} µs/call (x{med / base:.3f}; "
+                      f"paired x{paired:.3f}), "
                       f"{statistics.median(kernel[spec]):.0%} in the kernel; "
                       f"rounds {[round(r) for r in rounds]}", flush=True)
     finally:

@@ -14,7 +14,9 @@ import httpx
 import pytest
 import uvicorn
 
+from mcpmux.listener.guard import HEADERS
 from mcpmux.listener.h1 import Cycle, H1Protocol, protocol_class
+from mcpmux.listener.http import headers_of
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -493,3 +495,25 @@ async def test_an_unread_body_pauses_reading_at_the_high_water_mark() -> None:
         assert (await read_response(reader))[2] == b"ok"
         assert got == size
         writer.close()
+
+
+async def test_headers_are_decoded_once_into_the_scope_as_the_fallback_would() -> None:
+    """``mcpmux.headers`` (guard.HEADERS) is what ``headers_of`` would build from the
+    ASGI list: lowercased names, stripped values, the last of a repeated name."""
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await echo(scope, receive, send)
+
+    async with listening(app) as srv:
+        reader, writer = await srv.connect()
+        writer.write(b"GET / HTTP/1.1\r\nHost: Example.test\r\nX-Thing:   padded value  \r\n"
+                     b"Accept: a\r\nACCEPT: b\r\n\r\n")
+        status, _, _ = await read_response(reader)
+        writer.close()
+    assert status.startswith(b"HTTP/1.1 200")
+    scope = seen[0]
+    fields = scope.pop(HEADERS)
+    assert fields == {"host": "Example.test", "x-thing": "padded value", "accept": "b"}
+    assert headers_of(scope) == fields

@@ -62,6 +62,12 @@ def _hostname(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+#: Scope key of the headers as ``{name: value}`` strings (names lowercased, values
+#: stripped; a repeated name keeps its last value), decoded once while parsing by the
+#: gateway's own protocol (``h1.py``), which also kept the head within max_header_bytes.
+HEADERS = "mcpmux.headers"
+
+
 class HostGuard:
     """ASGI wrapper: refuse requests whose ``Host`` names another server (403), and
     requests whose headers exceed ``max_header_bytes`` (431).
@@ -103,16 +109,20 @@ class HostGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        size = 0
-        host = None
-        for name, value in scope["headers"]:
-            size += len(name) + len(value) + 4
-            if name == b"host":
-                host = value.decode("latin-1")
-        if size > self.max_header_bytes:
-            await self._refuse(send, 431, f"request headers larger than {self.max_header_bytes} bytes "
-                                          "(limits.max_header_bytes)")
-            return
+        fields = scope.get(HEADERS)
+        if fields is not None:  # the gateway's own protocol: it enforced max_header_bytes
+            host = fields.get("host")
+        else:
+            size = 0
+            host = None
+            for name, value in scope["headers"]:
+                size += len(name) + len(value) + 4
+                if name == b"host":
+                    host = value.decode("latin-1")
+            if size > self.max_header_bytes:
+                await self._refuse(send, 431, f"request headers larger than {self.max_header_bytes} bytes "
+                                              "(limits.max_header_bytes)")
+                return
         if host is not None and not self.allows(host):
             await self._refuse(send, 403, f"Host {host[:100]!r} is not allowed (DNS-rebinding protection); "
                                           "add it to allowed_hosts in the config")

@@ -50,7 +50,7 @@ from urllib.parse import unquote
 import httptools
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
-from .guard import RateLimitedLog, head_response
+from .guard import HEADERS, RateLimitedLog, head_response
 
 log = logging.getLogger("mcpmux.listener.h1")
 
@@ -278,6 +278,7 @@ class H1Protocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.fields: dict[str, str] = {}
         self.expect_continue = False
         self.head_bytes = 0
         self.state = _HEAD
@@ -291,6 +292,7 @@ class H1Protocol(asyncio.Protocol):
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
         self.headers.append((name, value))
+        self.fields[name.decode("latin-1")] = value.decode("latin-1").strip()
 
     def on_headers_complete(self) -> None:
         self.state = _BUSY
@@ -318,6 +320,7 @@ class H1Protocol(asyncio.Protocol):
         }
         cycle = Cycle(self, scope, parser.should_keep_alive(), self.expect_continue)
         scope[ON_DISCONNECT] = cycle.on_disconnect
+        scope[HEADERS] = self.fields
         self.current = cycle
         if self.active is None:
             self.start(cycle)

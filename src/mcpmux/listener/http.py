@@ -36,6 +36,7 @@ from ..protocol import MODERN_VERSIONS, RESUMABLE_FROM
 from ..session import ClientSession
 from ..sse import encode
 from .auth import ResourceServer
+from .guard import HEADERS
 from .h1 import ON_DISCONNECT
 from .modern import serve_modern
 from .streams import SSE_HEADERS, ResponseStream, send_json
@@ -406,6 +407,11 @@ def peer_of(scope: Scope) -> str | None:
 
 
 def headers_of(scope: Scope) -> dict[str, str]:
+    """The request's headers by lowercased name (decoded while parsing by the gateway's
+    own protocol; here under another ASGI server)."""
+    fields: dict[str, str] | None = scope.get(HEADERS)
+    if fields is not None:
+        return fields
     return {k.decode("latin-1").lower(): v.decode("latin-1").strip() for k, v in scope["headers"]}
 
 

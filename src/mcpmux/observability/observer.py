@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from ..context import RequestContext
     from ..gateway import Gateway
 
-Handler = Callable[["RequestContext", Message], Awaitable[Message]]
 _LIST_KINDS = frozenset({"tools", "prompts", "resources"})
 #: Longest tool name (client input) written to the access log.
 _MAX_NAME = 200
@@ -40,9 +39,9 @@ def outcome_of(resp: Message) -> str:
 
 
 class Observer:
-    """Owns the gateway's metrics registry; the dispatcher calls :meth:`observe` for
-    every client request. ``access_log``: write the access line; ``bodies`` (debug):
-    with the call's arguments and result."""
+    """Owns the gateway's metrics registry; the dispatcher calls :meth:`begin`, then
+    :meth:`done` or :meth:`failed`, around every client request. ``access_log``:
+    write the access line; ``bodies`` (debug): with the call's arguments and result."""
 
     def __init__(self, gateway: Gateway, sessions: Callable[[], int], *, access_log: bool = True,
                  bodies: bool = False, metrics: bool = True, log_format: str = "text") -> None:
@@ -85,21 +84,19 @@ class Observer:
                 return name[:_MAX_NAME]
         return None
 
-    async def observe(self, ctx: RequestContext, msg: Message, handler: Handler) -> Message:
-        start = time.perf_counter()
-        method: str = msg["method"]
-        params = msg.get("params")
-        span = None
-        if tracing.TRACER is not None:
-            span = self._span(ctx, method, params)
-        try:
-            resp = await handler(ctx, msg)
-        except BaseException as exc:
-            outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "exception"
-            self._record(ctx, method, params, outcome, start, None, span)
-            raise
-        self._record(ctx, method, params, outcome_of(resp), start, resp, span)
-        return resp
+    # The dispatcher calls begin, then done or failed, around each client request.
+    def begin(self, ctx: RequestContext, msg: Message) -> tracing.RequestSpan | None:
+        """The request's span, when traces are on."""
+        return self._span(ctx, msg["method"], msg.get("params")) if tracing.TRACER is not None else None
+
+    def done(self, ctx: RequestContext, msg: Message, resp: Message, start: float,
+             span: tracing.RequestSpan | None) -> None:
+        self._record(ctx, msg["method"], msg.get("params"), outcome_of(resp), start, resp, span)
+
+    def failed(self, ctx: RequestContext, msg: Message, exc: BaseException, start: float,
+               span: tracing.RequestSpan | None) -> None:
+        outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "exception"
+        self._record(ctx, msg["method"], msg.get("params"), outcome, start, None, span)
 
     def initialized(self, session: str | None, principal: Any, error: BaseException | None,
                     start: float) -> None:
