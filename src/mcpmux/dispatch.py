@@ -727,7 +727,11 @@ class Dispatcher:
             call.expose = lambda m: self.task_ids.expose(m, route.target, scope)
         target.inflight += 1
         try:
-            upstream = await self.upstream_for(session, target)
+            upstream = session.upstreams.get(target.name)  # the usual case, without a coroutine
+            if upstream is not None and not upstream.closed.is_set():
+                upstream.last_used = time.monotonic()
+            else:
+                upstream = await self.upstream_for(session, target)
             if upstream.modern:
                 params = _envelope(session, params, upstream)
             elif session.stateless:

@@ -167,7 +167,7 @@ async def test_an_answer_that_arrives_while_the_client_is_away_is_replayed_on_re
         await gate.started.wait()
         await until(lambda: stream.detached)  # the listener has seen the hang-up
         gate.release.set()
-        await asyncio.wait_for(stream.finished.wait(), 5)  # the answer came, nobody there
+        await asyncio.wait_for(stream.answered(), 5)  # the answer came, nobody there
         got: list[Message] = []
         resume = {**headers, "Last-Event-ID": first_id}
         async with http.stream("GET", url, headers=resume) as resp:

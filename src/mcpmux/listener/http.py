@@ -204,7 +204,8 @@ class StreamableHTTP:
         if is_request(msg):
             resumable = session.protocol_version >= RESUMABLE_FROM
             stream = new_stream(session, send, session_hdr, resumable, msg["id"])
-            await stream.open()
+            if resumable:
+                await stream.open()
             watch = DisconnectWatch(hook, receive, session, stream, msg["id"], resumable)
             try:
                 resp = await self.dispatcher.handle(

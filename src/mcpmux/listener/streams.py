@@ -74,8 +74,8 @@ async def send_json(
 class ResponseStream:
     __slots__ = (
         "_send",
+        "done",
         "events",
-        "finished",
         "finished_at",
         "headers",
         "key",
@@ -87,6 +87,7 @@ class ResponseStream:
         "rid",
         "seq",
         "started",
+        "waiter",
     )
 
     def __init__(self, key: str, send: Send, headers: list[tuple[bytes, bytes]], resumable: bool) -> None:
@@ -98,8 +99,12 @@ class ResponseStream:
         self.seq = 0
         # Kept for a replay only on resumable streams; the others share an empty one.
         self.events: deque[tuple[int, bytes]] = deque(maxlen=REPLAY_LIMIT) if resumable else _NO_EVENTS
-        self.finished = asyncio.Event()
+        #: The answer was written (or kept, if the client had gone).
+        self.done = False
         self.finished_at = 0.0
+        #: Set at the answer, for a resume waiting for it; made by that resume (most
+        #: streams are never resumed, and an Event per call is not free).
+        self.waiter: asyncio.Event | None = None
         self.lagging = False
         #: Set for a session shared by replicas: every event is copied out as written.
         self.retain: Retain | None = None
@@ -168,18 +173,30 @@ class ResponseStream:
         """The answer: the last event of the stream, or plain JSON if it never started."""
         self.finished_at = time.monotonic()
         if not self.started:
-            self.finished.set()
+            self._finished()
             if self._send is not None:
                 await send_json(self._send, status, msg, self.headers)
             return
         data = self._event(msg, final=True)
-        self.finished.set()
+        self._finished()
         await self._write(data, more=False)
         if self._send is None and self.retain is not None:
             # Not delivered: the client comes back for it, maybe to another replica. A
             # delivered answer is never copied out (the usual case costs Redis nothing).
             self.retain(self.key, self.rid, self.seq, data, True)
             self.retained += 1
+
+    async def answered(self) -> None:
+        """Returns once the answer was written (or kept)."""
+        if not self.done:
+            if self.waiter is None:
+                self.waiter = asyncio.Event()
+            await self.waiter.wait()
+
+    def _finished(self) -> None:
+        self.done = True
+        if self.waiter is not None:
+            self.waiter.set()
 
     def detach(self) -> None:
         """The client hung up: keep what follows for its resume instead of writing it
@@ -194,12 +211,12 @@ class ResponseStream:
     @property
     def delivered(self) -> bool:
         """Finished on a live connection: nobody will come back for it."""
-        return self.finished.is_set() and self._send is not None
+        return self.done and self._send is not None
 
     async def pause(self, retry_ms: int | None) -> asyncio.Event | None:
         """The target closed its stream so the client polls: close ours the same way.
         Returns what is set when the client resumes (None: nothing was closed)."""
-        if not self.resumable or self._send is None or self.finished.is_set():
+        if not self.resumable or self._send is None or self.done:
             return None
         if not self.started:
             await self._start()
@@ -220,10 +237,10 @@ class ResponseStream:
         for seq, data in list(self.events):
             if seq > after:
                 await self._write(data, more=True)
-        if self.finished.is_set():
+        if self.done:
             await self._write(b"", more=False)
             return
-        await self.finished.wait()
+        await self.answered()
 
     def expired(self, now: float) -> bool:
-        return self.finished.is_set() and now - self.finished_at > KEEP_FINISHED
+        return self.done and now - self.finished_at > KEEP_FINISHED

@@ -136,7 +136,7 @@ class UpstreamSession:
 
     async def _handshake(self) -> None:
         await self._connect()
-        resp = await self._call("initialize", self._init_params, None)
+        resp = await self._request(self._message("initialize", self._init_params), None)
         if "error" in resp:
             err = resp["error"]
             raise UpstreamError(self.target, f"initialize refused: {err.get('message')}")
@@ -198,7 +198,7 @@ class UpstreamSession:
                 token = meta["progressToken"]
                 self._progress[token] = sink
         try:
-            call = self._call(method, params, sink, id)
+            call = self._request(self._message(method, params, id), sink)
             if trace is not None:
                 call = trace.run(call)
             if timeout is None:
@@ -213,14 +213,11 @@ class UpstreamSession:
             if token is not None:
                 self._progress.pop(token, None)
 
-    async def _call(
-        self, method: str, params: Any, sink: CallSink | None, id: int | None = None
-    ) -> Message:
-        rid = self.next_id() if id is None else id
-        msg: Message = {"jsonrpc": "2.0", "id": rid, "method": method}
+    def _message(self, method: str, params: Any, id: int | None = None) -> Message:
+        msg: Message = {"jsonrpc": "2.0", "id": self.next_id() if id is None else id, "method": method}
         if params is not None:
             msg["params"] = params
-        return await self._request(msg, sink)
+        return msg
 
     async def _request(self, msg: Message, sink: CallSink | None) -> Message:
         """Default for stream transports: write, then wait for the matching response."""

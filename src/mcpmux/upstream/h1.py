@@ -405,18 +405,21 @@ class Pool:
         else:
             data = b"%s%sContent-Length: %d\r\n\r\n%s" % (head, extra, len(body), body)
         await self._slots.acquire()
-        try:
-            conn = await self._get()
-        except BaseException:
-            self._slots.release()
-            raise
+        conn = self._reuse()  # the usual case, without a coroutine
+        if conn is None:
+            try:
+                conn = await self._connect()
+            except BaseException:
+                self._slots.release()
+                raise
         try:
             return await conn.send(data)
         except BaseException:
             conn.finish(reusable=False)  # cancelled or failed mid-exchange: its state is unknown
             raise
 
-    async def _get(self) -> Connection:
+    def _reuse(self) -> Connection | None:
+        """The most recently used idle connection still good to reuse, if any."""
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
@@ -424,6 +427,9 @@ class Pool:
                 return conn
             conn._close()
             self._all.discard(conn)
+        return None
+
+    async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
         conn = Connection(self)
         try:
