@@ -15,6 +15,7 @@ import itertools
 import logging
 import secrets
 import time
+from collections import deque
 from typing import Any
 
 from .era import StateSealer
@@ -39,6 +40,9 @@ log = logging.getLogger("mcpmux.mrtr")
 CONTINUATION_TTL = 600.0
 #: Rounds of input a modern target may ask for one handshake client's call.
 MAX_INPUT_ROUNDS = 8
+#: What a held call produces: ("request", the target's request, its upstream),
+#: ("response", the answer, None) or ("error", the UpstreamError, None).
+HeldEvent = tuple[str, Any, "UpstreamSession | None"]
 
 
 def check_input_responses(value: Any) -> dict[str, Any]:
@@ -61,7 +65,10 @@ class Continuation:
     def __init__(self, cid: str, target: str) -> None:
         self.id = cid
         self.target = target
-        self.events: asyncio.Queue[tuple[str, Any, UpstreamSession | None]] = asyncio.Queue()
+        #: What the call produced that no request has taken yet (see :meth:`next_event`).
+        self._events: deque[HeldEvent] = deque()
+        #: The newest client request waiting on the call, if any.
+        self._waiter: asyncio.Future[HeldEvent | None] | None = None
         #: our key -> (upstream, the target's request id)
         self.pending: dict[str, tuple[UpstreamSession, Any]] = {}
         #: our key -> the input request as the client saw it (asked again if unanswered)
@@ -80,8 +87,6 @@ class Continuation:
         self.upstream: UpstreamSession | None = None
         self.uid: Any = None
         self.response_bytes: int | None = None
-        #: Set when a newer client request takes over waiting for this call.
-        self._turn = asyncio.Event()
 
     async def notify(self, msg: Message) -> None:
         method = msg.get("method")
@@ -102,23 +107,30 @@ class Continuation:
         return True
 
     async def server_request(self, msg: Message, upstream: UpstreamSession) -> None:
-        await self.events.put(("request", msg, upstream))
+        self.put(("request", msg, upstream))
 
-    async def next_event(self) -> tuple[str, Any, UpstreamSession | None] | None:
+    def put(self, event: HeldEvent) -> None:
+        """Hand ``event`` to the request waiting on the call, or keep it for the next."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(event)
+        else:  # nobody waits, or the waiter was cancelled (its client went): kept
+            self._events.append(event)
+
+    async def next_event(self) -> HeldEvent | None:
         """The call's next event, for the newest client request waiting on it; an older
         waiter (a retry its client gave up on) gets None instead of taking the event,
-        so a live retry never waits behind a request whose client has gone."""
-        self._turn.set()
-        turn = self._turn = asyncio.Event()
-        get = asyncio.ensure_future(self.events.get())
-        superseded = asyncio.ensure_future(turn.wait())
-        try:
-            await asyncio.wait((get, superseded), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            superseded.cancel()
-            if not get.done():
-                get.cancel()  # Queue.get cancelled before it took an item: nothing is lost
-        return get.result() if get.done() and not get.cancelled() else None
+        so a live retry never waits behind a request whose client has gone.
+
+        One future per wait: no queue, no tasks (this runs on every 2026 call to a
+        handshake target, most of which never ask anything)."""
+        older, self._waiter = self._waiter, None
+        if older is not None and not older.done():
+            older.set_result(None)
+        if self._events:
+            return self._events.popleft()
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return await waiter
 
     async def answer(self, key: str, value: Any) -> bool:
         entry = self.pending.pop(key, None)
@@ -161,9 +173,9 @@ class Continuations:
         async def run() -> None:
             try:
                 resp = await upstream.request(method, params, cont, id=cont.uid)
-                await cont.events.put(("response", resp, None))
+                cont.put(("response", resp, None))
             except UpstreamError as exc:
-                await cont.events.put(("error", exc, None))
+                cont.put(("error", exc, None))
 
         cont.task = self._tasks.spawn(run(), f"continuation-{target}")
         return cont
