@@ -166,7 +166,7 @@ class ClientSession:
         self.stateless = stateless
         #: Upstream sessions of this client's own (targets that give each client one).
         self.upstreams: dict[str, UpstreamSession] = {}
-        self.outbox: asyncio.Queue[Message] = asyncio.Queue(OUTBOX_LIMIT)
+        self._outbox: asyncio.Queue[Message] | None = None
         #: POST answer streams a client may still resume with Last-Event-ID.
         self.response_streams: dict[str, ResponseStream] = {}
         self.stream_ids = itertools.count(1)
@@ -195,6 +195,14 @@ class ClientSession:
         #: stored in the record): per-caller upstream headers are made from them.
         self.caller: Any = None
         self.authorization: str | None = None
+
+    @property
+    def outbox(self) -> asyncio.Queue[Message]:
+        """What goes to the client's standing stream (GET, listen, stdout); made on first
+        use, since most 2026 requests' sessions never need one."""
+        if self._outbox is None:
+            self._outbox = asyncio.Queue(OUTBOX_LIMIT)
+        return self._outbox
 
     # -- the record's fields, read where they live --------------------------
     @property
