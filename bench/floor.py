@@ -31,7 +31,7 @@ import orjson
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from ab import cpu_seconds, round_args  # noqa: E402
+from ab import cpu_split, round_args, stop  # noqa: E402
 
 VERSION = "2025-06-18"
 _JSON = (b"content-type", b"application/json")
@@ -122,18 +122,21 @@ def drive(args: argparse.Namespace) -> None:
                         raise SystemExit(f"forwarder at {target} does not answer")
             for conc in args.conc:
                 cpu: dict[str, list[float]] = {name: [] for name in forwarders}
+                kernel: dict[str, list[float]] = {name: [] for name in forwarders}
                 for _ in range(args.rounds):
                     for name, (proc, target) in forwarders.items():
-                        c0 = cpu_seconds(proc.pid)
+                        u0, k0 = cpu_split(proc.pid)
                         n = wrk(target, conc, args.duration)
-                        cpu[name].append((cpu_seconds(proc.pid) - c0) / max(n, 1) * 1e6)
+                        u1, k1 = cpu_split(proc.pid)
+                        used = (u1 - u0) + (k1 - k0)
+                        cpu[name].append(used / max(n, 1) * 1e6)
+                        kernel[name].append((k1 - k0) / used if used else 0.0)
                 for name, rounds in cpu.items():
                     print(f"floor c={conc} {name}: {statistics.median(rounds):.0f} µs/call, "
+                          f"{statistics.median(kernel[name]):.0%} in the kernel; "
                           f"rounds {[round(r) for r in rounds]}", flush=True)
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait()
+        stop(procs)
 
 
 def main() -> None:
