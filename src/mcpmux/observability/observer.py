@@ -84,7 +84,6 @@ class Observer:
                 return name[:_MAX_NAME]
         return None
 
-    # The dispatcher calls begin, then done or failed, around each client request.
     def begin(self, ctx: RequestContext, msg: Message) -> tracing.RequestSpan | None:
         """The request's span, when traces are on."""
         return self._span(ctx, msg["method"], msg.get("params")) if tracing.TRACER is not None else None
