@@ -517,3 +517,23 @@ async def test_headers_are_decoded_once_into_the_scope_as_the_fallback_would() -
     fields = scope.pop(HEADERS)
     assert fields == {"host": "Example.test", "x-thing": "padded value", "accept": "b"}
     assert headers_of(scope) == fields
+
+
+async def test_a_head_over_the_limit_in_one_read_gets_431_and_no_app_runs() -> None:
+    """The per-read count only sees a head still incomplete after a read (that path:
+    test_hardening_listener.py, 100 MB of header); one that arrives whole is caught by
+    the exact count when it is complete."""
+    called: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        called.append(scope["path"])
+        await echo(scope, receive, send)
+
+    async with listening(app, max_header_bytes=1024) as srv:
+        reader, writer = await srv.connect()
+        writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 2000 + b"\r\n\r\n")
+        status, _, body = await read_response(reader)
+        writer.close()
+    assert status.startswith(b"HTTP/1.1 431"), status
+    assert b"max_header_bytes" in body
+    assert not called

@@ -130,6 +130,9 @@ class H1Protocol(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        #: The same headers decoded (the scope's ``mcpmux.headers``) and their size.
+        self.fields: dict[str, str] = {}
+        self.header_bytes = 0
         self.expect_continue = False
 
     # -- the transport's side
@@ -278,7 +281,8 @@ class H1Protocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
-        self.fields: dict[str, str] = {}
+        self.fields = {}
+        self.header_bytes = 0
         self.expect_continue = False
         self.head_bytes = 0
         self.state = _HEAD
@@ -293,9 +297,16 @@ class H1Protocol(asyncio.Protocol):
             self.expect_continue = True
         self.headers.append((name, value))
         self.fields[name.decode("latin-1")] = value.decode("latin-1").strip()
+        self.header_bytes += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
         self.state = _BUSY
+        if self.header_bytes > self.max_header_bytes:
+            # The exact check (the per-read one misses a head that came in one read).
+            self.current = None  # nothing of this request reaches an app
+            self.refuse(431, "Request Header Fields Too Large",
+                        f"request headers larger than {self.max_header_bytes} bytes (limits.max_header_bytes)")
+            return
         parser = self.parser
         url = httptools.parse_url(self.url)
         raw_path = url.path
