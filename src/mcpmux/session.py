@@ -102,13 +102,20 @@ class Call:
         return returned
 
 
+#: Least time between two sweeps of the deadlines: each sweep reads every call in
+#: flight, so many hung calls with staggered deadlines cost a bounded rate of sweeps
+#: (not one per call), at the price of a timeout firing up to this much late.
+SWEEP_GAP = 0.05
+
+
 class Deadlines:
     """The deadlines of the calls in flight, on one timer.
 
     ``asyncio.timeout`` per call costs a timer handle per call and another per
     progress notification (each one reschedules it). Here a call costs a dict entry,
     a progress notification one float, and one timer waits for the earliest deadline:
-    when it fires it cancels the calls that expired and re-arms for the next."""
+    when it fires it cancels the calls that expired and re-arms for the next, at
+    least ``SWEEP_GAP`` later."""
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the first watch's
@@ -152,7 +159,7 @@ class Deadlines:
             elif call.expires < later:
                 later = call.expires
         if later < math.inf:
-            self.arm(later)
+            self.arm(max(later, now + SWEEP_GAP))
 
     def close(self) -> None:
         if self._timer is not None:

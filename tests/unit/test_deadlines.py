@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from mcpmux.session import Call, ClientSession, Deadlines
+from mcpmux.session import SWEEP_GAP, Call, ClientSession, Deadlines
 
 
 def call(timeout: float) -> Call:
@@ -84,3 +84,26 @@ async def test_close_disarms_the_timer() -> None:
     await asyncio.sleep(0.1)
     assert not task.done() and not c.expired
     task.cancel()
+
+
+async def test_many_staggered_deadlines_cost_a_bounded_number_of_sweeps() -> None:
+    """A hung target with many calls in flight: each sweep reads every call, so the
+    sweeps are at least SWEEP_GAP apart rather than one per deadline (which made it
+    quadratic in the calls in flight)."""
+    d = Deadlines()
+    sweeps = 0
+    fire = d._fire
+
+    def counted() -> None:
+        nonlocal sweeps
+        sweeps += 1
+        fire()
+
+    d._fire = counted  # type: ignore[method-assign]
+    calls = [(call(0.01 + i * 0.001), parked()) for i in range(200)]  # deadlines over 0.2 s
+    for c, task in calls:
+        d.watch(c, task)
+    for c, task in calls:
+        assert await cancelled(task) and c.expired
+    assert sweeps <= 0.21 / SWEEP_GAP + 2, sweeps
+    d.close()
