@@ -172,8 +172,7 @@ class H1Protocol(asyncio.Protocol):
         if self.state == _HEAD and not self.closed:
             self.head_bytes += len(data)
             if self.head_bytes > self.max_header_bytes:
-                self.refuse(431, "Request Header Fields Too Large",
-                            f"request headers larger than {self.max_header_bytes} bytes (limits.max_header_bytes)")
+                self.head_too_large()
 
     def eof_received(self) -> bool | None:
         return None  # close: a half-closed client gets no answer, as with uvicorn
@@ -258,6 +257,10 @@ class H1Protocol(asyncio.Protocol):
                 self.transport.write(head_response(status, reason, message))
             self.transport.close()
 
+    def head_too_large(self) -> None:
+        self.refuse(431, "Request Header Fields Too Large",
+                    f"request headers larger than {self.max_header_bytes} bytes (limits.max_header_bytes)")
+
     def close_after(self, cycle: Cycle) -> None:
         """Close once ``cycle`` is answered. A client still sending the body would
         get a reset instead of the answer (unread data makes close() send RST), so
@@ -304,8 +307,7 @@ class H1Protocol(asyncio.Protocol):
         if self.header_bytes > self.max_header_bytes:
             # The exact check (the per-read one misses a head that came in one read).
             self.current = None  # nothing of this request reaches an app
-            self.refuse(431, "Request Header Fields Too Large",
-                        f"request headers larger than {self.max_header_bytes} bytes (limits.max_header_bytes)")
+            self.head_too_large()
             return
         parser = self.parser
         url = httptools.parse_url(self.url)
