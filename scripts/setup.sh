@@ -26,6 +26,25 @@ else
     touch "$PIP_STAMP"
 fi
 
+# The compiled build of the per-call path (src/mcpmux/native.py; docs/architecture.md),
+# what `pip install .` gives users and what scripts/test.sh tests. A copy of the package
+# in $NATIVE, rebuilt (about 1.5 min) when a source changed. The venv's editable install
+# stays pure Python, so that edits take effect at once. MCPMUX_PURE_PYTHON=1 skips it.
+NATIVE=build/native
+NATIVE_STAMP="$NATIVE/.mcpmux-native-stamp"
+if [ -n "${MCPMUX_PURE_PYTHON:-}" ]; then
+    echo "setup: MCPMUX_PURE_PYTHON is set: no compiled build"
+elif [ -f "$NATIVE_STAMP" ] && [ -z "$(find src setup.py pyproject.toml -type f -newer "$NATIVE_STAMP" \
+        ! -path '*/__pycache__/*' -print -quit)" ]; then
+    echo "setup: compiled build up to date"
+else
+    echo "setup: compiling the per-call path with mypyc into $NATIVE"
+    rm -rf "$NATIVE"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+        --target "$NATIVE" .
+    touch "$NATIVE_STAMP"
+fi
+
 if ! command -v npm >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing nodejs and npm from Debian"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import uvicorn
 
-from . import __version__, redact
+from . import __version__, native, redact
 from .a2a.guard import PolicyGuard
 from .a2a.side import A2aSide
 from .admin import admin_app
@@ -174,6 +174,7 @@ async def serve(
         print(f"mcpmux {__version__} ({source})", flush=True)
         print(f"  MCP:   {mcp_url}", flush=True)
         print(f"  SSE:   {sse_url}   (legacy HTTP+SSE clients)", flush=True)
+        print(f"  hot path: {native.describe()}", flush=True)
         if admin_url:
             print(f"  admin: {admin_url}/   (UI and playground; JSON at /api/targets, /metrics)", flush=True)
         if a2a_url:

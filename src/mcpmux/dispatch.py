@@ -321,7 +321,7 @@ class Dispatcher:
 
     async def _handle(self, ctx: RequestContext, msg: Message) -> Message:
         session = ctx.session
-        session.last_active = time.monotonic()
+        session.touch()
         session.used = True
         method: str = msg["method"]
         rid = msg["id"]

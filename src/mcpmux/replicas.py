@@ -118,10 +118,10 @@ class ReplicatedSession(ClientSession):
 
     def __init__(self, record: SessionRecord, replication: Replication) -> None:
         self.replication = replication
-        self._streams = 0
         #: Closing it leaves its upstream HTTP sessions open (other replicas continue them).
         self.detached = False
         super().__init__(record)
+        replication.touched.add(self.id)
         self._ids = _ids(replication.id)
         self.retain = self._retain
 
@@ -134,30 +134,25 @@ class ReplicatedSession(ClientSession):
     def drop_retained(self, key: str) -> None:
         self.replication.drop_events(self.id, key)
 
-    @property  # type: ignore[override]
-    def streams(self) -> int:
-        return self._streams
-
-    @streams.setter
-    def streams(self, value: int) -> None:
-        before, self._streams = self._streams, value
-        if before == 0 and value > 0:
+    # Methods, not properties over the attributes: compiled code (session.py is) reads
+    # and writes attributes directly, past an interpreted subclass's properties.
+    def stream_opened(self) -> None:
+        super().stream_opened()
+        if self.streams == 1:
             self.replication.follow(self.id)
-        elif before > 0 and value == 0:
+
+    def stream_closed(self) -> None:
+        super().stream_closed()
+        if self.streams == 0:
             self.replication.unfollow(self.id)
 
-    @property  # type: ignore[override]
-    def last_active(self) -> float:
-        return self._last_active
-
-    @last_active.setter
-    def last_active(self, value: float) -> None:
-        self._last_active = value
+    def touch(self) -> None:
+        super().touch()
         self.replication.touched.add(self.id)
 
     def post(self, msg: Message) -> None:
         """For the GET stream: here if this replica holds one, else wherever one is."""
-        if self._streams > 0 or str(msg.get("method", "")).endswith("/list_changed") or self.closed:
+        if self.streams > 0 or str(msg.get("method", "")).endswith("/list_changed") or self.closed:
             super().post(msg)
         else:
             self.replication.publish_note(self, msg)

@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from mypy_extensions import mypyc_attr
+
 from .jsonrpc import METHOD_NOT_FOUND, Message, error
 from .protocol import MISSING_CAPABILITY, log_admits, missing_capability
 from .state import SessionRecord
@@ -123,6 +125,8 @@ class Deadlines:
         self.at = math.inf
         self._timer: asyncio.TimerHandle | None = None
         self._calls: dict[Call, asyncio.Task[Any]] = {}
+        #: Times the timer fired: each reads every call in flight.
+        self.sweeps = 0
 
     def watch(self, call: Call, task: asyncio.Task[Any]) -> None:
         """Cancel ``task`` once ``call`` has heard nothing for ``call.timeout`` seconds
@@ -149,6 +153,7 @@ class Deadlines:
 
     def _fire(self) -> None:
         self._timer, self.at = None, math.inf
+        self.sweeps += 1
         now = self.loop.time()
         later = math.inf
         for call, task in list(self._calls.items()):
@@ -167,6 +172,7 @@ class Deadlines:
             self._timer, self.at = None, math.inf
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # target kinds and replicas subclass it
 class ClientSession:
     def __init__(self, record: SessionRecord, *, stateless: bool = False) -> None:
         self.record = record
@@ -202,6 +208,17 @@ class ClientSession:
         #: stored in the record): per-caller upstream headers are made from them.
         self.caller: Any = None
         self.authorization: str | None = None
+
+    def touch(self) -> None:
+        """The client used the session now: idle reaping counts from here."""
+        self.last_active = time.monotonic()
+
+    def stream_opened(self) -> None:
+        """A GET stream (or legacy SSE stream, or stdio pipe) opened: not idle while open."""
+        self.streams += 1
+
+    def stream_closed(self) -> None:
+        self.streams -= 1
 
     @property
     def outbox(self) -> asyncio.Queue[Message]:

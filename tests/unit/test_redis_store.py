@@ -173,7 +173,7 @@ async def test_a_note_reaches_the_replica_holding_the_stream(pair: Any) -> None:
     session = await a.sessions.open(None, "2025-06-18", {})
     there = await b.sessions.resume(session.id)
     assert isinstance(there, ReplicatedSession)
-    there.streams += 1  # a GET stream opened on b
+    there.stream_opened()  # a GET stream opened on b
     await _until(lambda: a.redis is not None and b._pubsub is not None)
     await asyncio.sleep(0.2)  # b's SUBSCRIBE is on its way
     note = {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "x://1"}}
@@ -182,7 +182,7 @@ async def test_a_note_reaches_the_replica_holding_the_stream(pair: Any) -> None:
     assert there.outbox.get_nowait() == note
     assert session.outbox.empty()
     # Nobody holds a stream: the message waits here, as in one process.
-    there.streams -= 1
+    there.stream_closed()
     await asyncio.sleep(0.2)
     session.post(note)
     await _until(lambda: not session.outbox.empty())

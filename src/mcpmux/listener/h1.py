@@ -40,11 +40,12 @@ Limits the parser itself does not have (each has a test that hits it):
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import httptools
@@ -87,17 +88,29 @@ def _unsafe(value: bytes) -> bool:
     return b"\r" in value or b"\n" in value or b"\0" in value
 
 
-class H1Protocol(asyncio.Protocol):
-    """One client connection. Limits are class attributes: :func:`protocol_class`
-    makes a subclass per listener, since uvicorn builds protocols from a class."""
+class Limits:
+    """One listener's limits, shared by its connections (see :func:`protocol_class`)."""
 
-    max_header_bytes = 64 * 1024
-    header_timeout = 10.0
-    max_connections = 1000
-    refused_log = RateLimitedLog()
+    __slots__ = ("header_timeout", "max_connections", "max_header_bytes", "refused_log")
+
+    def __init__(self, max_header_bytes: int = 64 * 1024, header_timeout: float = 10.0,
+                 max_connections: int = 1000) -> None:
+        self.max_header_bytes = max_header_bytes
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+        self.refused_log = RateLimitedLog()
+
+
+class H1Protocol(asyncio.Protocol):
+    """One client connection, with its listener's :class:`Limits`."""
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 _loop: asyncio.AbstractEventLoop | None = None, limits: Limits | None = None) -> None:
+        limits = limits or Limits()
+        self.max_header_bytes = limits.max_header_bytes
+        self.header_timeout = limits.header_timeout
+        self.max_connections = limits.max_connections
+        self.refused_log = limits.refused_log
         if not config.loaded:
             config.load()
         self.app = config.loaded_app
@@ -327,7 +340,8 @@ class H1Protocol(asyncio.Protocol):
             "root_path": self.root_path,
             "path": self.root_path + path,
             "raw_path": raw_path,
-            "query_string": url.query or b"",
+            # None when absent, though httptools' stub says bytes (compiled code checks it).
+            "query_string": cast(Any, url).query or b"",
             "headers": self.headers,
             "state": {},
         }
@@ -579,11 +593,8 @@ class Cycle:
         self.head = None
 
 
-def protocol_class(max_header_bytes: int, header_timeout: float, max_connections: int) -> type[H1Protocol]:
-    """A protocol class for one listener, with these limits."""
-    return type("H1Protocol", (H1Protocol,), {
-        "max_header_bytes": max_header_bytes,
-        "header_timeout": header_timeout,
-        "max_connections": max_connections,
-        "refused_log": RateLimitedLog(),
-    })
+def protocol_class(max_header_bytes: int, header_timeout: float, max_connections: int) -> Any:
+    """What uvicorn's ``http=`` takes to build one listener's connections, with these
+    limits. uvicorn only calls it, so a factory does: a subclass per listener would
+    have to be an interpreted subclass of a compiled class (docs/architecture.md)."""
+    return functools.partial(H1Protocol, limits=Limits(max_header_bytes, header_timeout, max_connections))

@@ -267,12 +267,12 @@ class StreamableHTTP:
                 pass
 
         tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(disconnected())]
-        session.streams += 1
+        session.stream_opened()
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            session.streams -= 1
-            session.last_active = time.monotonic()
+            session.stream_closed()
+            session.touch()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -195,7 +195,7 @@ class LegacySSE:
             slot, conn.slot = conn.slot, None
         self.dispatcher.sessions.release(slot)
         if session is not None:
-            session.streams -= 1
+            session.stream_closed()
             await self.dispatcher.close_session(session.id)
         await conn.tasks.aclose()
         log.debug("sse %s: stream closed", conn.id[:8])
@@ -298,7 +298,7 @@ class LegacySSE:
             if conn.closed.is_set():  # the client left while we waited for targets
                 await self.dispatcher.close_session(session.id)
                 return
-            session.streams += 1
+            session.stream_opened()
             conn.session = session
             log.info("sse %s: session %s", conn.id[:8], session.id[:8])
         await conn.emit(resp)

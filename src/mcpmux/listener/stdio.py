@@ -148,7 +148,7 @@ class StdioFront:
                 await self.send(exc.to_message(msg["id"]))
                 return
             self.session = session
-            session.streams += 1  # the pipe is open for the session's whole life: never idle
+            session.stream_opened()  # the pipe is open for the session's whole life: never idle
             self._tasks.spawn(self._pump(session), "outbox")
             await self.send(resp)
 

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from mypy_extensions import mypyc_attr
+
 from .. import __version__
 from ..jsonrpc import Message, is_notification, is_request, is_response
 from ..observability import tracing
@@ -59,6 +61,7 @@ Reopened = Callable[["UpstreamSession"], Awaitable[None]]
 HeaderProvider = Callable[[], Awaitable[dict[str, str]]]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # target kinds and replicas subclass it
 class UpstreamSession:
     """One initialized MCP session with a target.
 

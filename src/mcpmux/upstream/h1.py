@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httptools
+from mypy_extensions import mypyc_attr
 
 #: Unread answer bytes above which the socket is not read until the caller catches up.
 HIGH_WATER = 256 * 1024
@@ -50,6 +51,7 @@ DRAIN_TIME = 1.0
 _BAD = frozenset("\r\n\0")
 
 
+@mypyc_attr(native_class=False)  # compiled classes cannot derive from OSError
 class H1Error(ConnectionError):
     """The connection failed or the target spoke something that is not HTTP/1.1."""
 
@@ -181,10 +183,9 @@ class Response:
             buf += chunk
         return bytes(buf[:limit])
 
-    async def iter_chunks(self, limit: int = HIGH_WATER) -> AsyncIterator[bytes]:
+    def iter_chunks(self, limit: int = HIGH_WATER) -> AsyncIterator[bytes]:
         """The body as it arrives (an SSE stream); ``limit`` bounds one decoded chunk."""
-        while (chunk := await self._next()) is not None:
-            yield self._decode(chunk, limit) if self._decoder is not None else chunk
+        return _Chunks(self, limit)
 
     @property
     def complete(self) -> bool:
@@ -206,6 +207,26 @@ class Response:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.finish(reusable=False)
+
+
+class _Chunks:
+    """``Response.iter_chunks``: a class, as mypyc compiles no async generators."""
+
+    __slots__ = ("limit", "resp")
+
+    def __init__(self, resp: Response, limit: int) -> None:
+        self.resp = resp
+        self.limit = limit
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        resp = self.resp
+        chunk = await resp._next()
+        if chunk is None:
+            raise StopAsyncIteration
+        return resp._decode(chunk, self.limit) if resp._decoder is not None else chunk
 
 
 class Connection(asyncio.Protocol):
