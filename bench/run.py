@@ -94,6 +94,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 PNG = ROOT / "docs" / "benchmarks.png"
 PEERS = ROOT / "tests" / "peers"
 NODE = PEERS / "node_modules" / "node" / "bin" / "node"
+NATIVE = ROOT / "build" / "native"
 EVERYTHING = PEERS / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 FASTMCP_PY = BENCH / ".venv-fastmcp" / "bin" / "python"
 LUA = BENCH / "call.lua"
@@ -1414,6 +1415,7 @@ def machine_facts() -> dict[str, str]:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "mcpmux": f"{version('mcpmux')} (git {commit}{', src/ modified' if dirty != '-' else ''})",
+        "hot path": run([sys.executable, "-c", "from mcpmux import native; print(native.describe())"]),
         "cpu": f"{os.cpu_count()} x {cpu}",
         "memory": mem,
         "kernel": platform.release(),
@@ -1765,7 +1767,15 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the gateway under tools/call c=16 load instead of the scenarios")
     parser.add_argument("--profile-seconds", type=int, default=10)
+    parser.add_argument("--build", choices=["compiled", "pure"], default="compiled",
+                        help="the gateway's per-call path: the mypyc build scripts/setup.sh makes in "
+                             "build/native (what `pip install .` gives), or the pure-Python sources")
     args = parser.parse_args()
+    if args.build == "compiled":
+        if not (NATIVE / "mcpmux").is_dir():
+            raise SystemExit(f"{NATIVE} is missing: run scripts/setup.sh (or pass --build pure)")
+        # Every gateway the harness starts (python -m mcpmux) imports this copy first.
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NATIVE), os.environ.get("PYTHONPATH")]))
     with nofile_limit():
         return asyncio.run(amain(args))
 

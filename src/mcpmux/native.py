@@ -27,6 +27,13 @@ MODULES = (
     "mcpmux.upstream.base",
     "mcpmux.upstream.http",
     "mcpmux.upstream.h1",
+    "mcpmux.context",
+    "mcpmux.results",
+    "mcpmux.multiplexer.tasks",
+    "mcpmux.policy.servers",
+    "mcpmux.observability.observer",
+    "mcpmux.observability.access",
+    "mcpmux.observability.metrics",
 )
 
 
