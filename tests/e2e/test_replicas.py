@@ -42,6 +42,8 @@ from tests.support.mcp_http import sse_messages
 from tests.support.nginx import run_nginx
 from tests.support.redis_server import RedisServer, redis_server, start_redis
 
+from mcpmux.replicas import TOUCH_INTERVAL
+
 __all__ = ["redis_server"]
 
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
@@ -283,6 +285,36 @@ async def test_an_elicitation_through_the_balancer(two: Cluster) -> None:
             assert not res.is_error, res
             assert "Name: Ada Lovelace" in " ".join(getattr(c, "text", "") for c in res.content)
     assert len(answers.elicitation) == 3
+
+
+async def test_using_a_session_on_another_replica_renews_its_record(two: Cluster, redis_server: RedisServer) -> None:
+    """A request on the replica that continued a session marks it used there, and that
+    replica's next touch renews the record's TTL in Redis (``ReplicatedSession.touch``,
+    which the compiled dispatcher must call, not bypass)."""
+    prefix = orjson.loads(two.a.config_path.read_text())["state"]["key_prefix"]
+    check = Redis.from_url(redis_server.url)
+    async with httpx.AsyncClient(timeout=WAIT) as http:
+        c = Raw(http)
+        await c.initialize(two.a.mcp_url)
+        key = f"{prefix}:session:{c.sid}"
+        assert "result" in await c.rpc(two.b.mcp_url, "ping")  # continued on b
+        try:
+            async def renewed() -> None:
+                while await check.ttl(key) <= 50:
+                    await asyncio.sleep(0.1)
+
+            # The touches of the requests so far land within one interval of each replica.
+            await asyncio.sleep(2 * TOUCH_INTERVAL + 0.5)
+            # Unused now: nobody renews it (two more intervals pass).
+            await check.expire(key, 50)
+            await asyncio.sleep(2 * TOUCH_INTERVAL + 0.5)
+            assert 0 < await check.ttl(key) <= 50
+            # Used on b: b renews it.
+            assert "result" in await c.rpc(two.b.mcp_url, "ping")
+            with anyio.fail_after(WAIT):
+                await renewed()
+        finally:
+            await check.aclose()
 
 
 @pytest.mark.parametrize("target", ["web", "everything"])
