@@ -282,11 +282,11 @@ class Bridge:
             return self.ask_input(held, rid)
         try:
             event = await held.next_event()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             # The client closed the stream of the request waiting on the call: in 2026 that
             # cancels it, so the target stops working on it too.
             await asyncio.shield(self.continuations.drop(held, "cancelled by the client"))
-            raise
+            raise exc  # by name after an await: docs/architecture.md, "Compiled modules"
         if event is None:
             return error(rid, INVALID_PARAMS, "a newer request with this requestState took over the call")
         kind, value, upstream = event

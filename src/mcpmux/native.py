@@ -20,6 +20,8 @@ MODULES = (
     "mcpmux.listener.guard",
     "mcpmux.listener.http",
     "mcpmux.listener.streams",
+    "mcpmux.listener.modern",
+    "mcpmux.mrtr",
     "mcpmux.session",
     "mcpmux.dispatch",
     "mcpmux.jsonrpc",

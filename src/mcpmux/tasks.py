@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 log = logging.getLogger("mcpmux")
@@ -47,3 +47,20 @@ class TaskOwner:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def race(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Wait until the first of ``tasks`` is done, then cancel the others and wait for
+    them, also when the caller is cancelled: none outlives the call."""
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException as exc:
+        await _cancel(tasks)
+        raise exc  # by name, not a finally: docs/architecture.md, "Compiled modules"
+    await _cancel(tasks)
+
+
+async def _cancel(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

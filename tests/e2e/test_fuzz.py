@@ -126,6 +126,7 @@ def baseline(gw: Gateway) -> dict[str, int]:
     s = open_session(gw.mcp_url)
     s.rpc("tools/list")
     s.delete()
+    print("fds at the start:", fd_kinds(gw.proc.pid))
     return {"fds": fd_count(gw.proc.pid), "sessions": int(admin(gw)["sessions"])}
 
 
@@ -150,6 +151,18 @@ def admin(gw: Gateway) -> dict[str, Any]:
 
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def fd_kinds(pid: int) -> dict[str, int]:
+    """Open fds by kind (socket, pipe, anon_inode:[eventpoll], a file...): says what leaked."""
+    kinds: dict[str, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            kind = os.readlink(f"/proc/{pid}/fd/{fd}").split(":[")[0]
+        except OSError:  # closed meanwhile
+            continue
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
 
 
 # --------------------------------------------------------------------------- the oracle
@@ -886,7 +899,7 @@ def test_after_fuzzing_targets_ready_and_nothing_leaked(
     assert status["sessions"] <= baseline["sessions"] + 4, status
     # Sockets of the 4 sessions' clients and streams, plus slack for the pool's keep-alive.
     fds = fd_count(gw.proc.pid)
-    assert fds <= baseline["fds"] + 20, (fds, baseline)
+    assert fds <= baseline["fds"] + 20, (fds, baseline, fd_kinds(gw.proc.pid))
     assert "Traceback" not in gw.log(), gw.log()[-4000:]
 
 

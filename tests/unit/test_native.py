@@ -7,7 +7,9 @@ example if the compile fell back to pure Python without anyone noticing."""
 
 from __future__ import annotations
 
+import ast
 import os
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +31,60 @@ def test_describe_matches_what_was_imported() -> None:
 def test_the_build_this_run_expects() -> None:
     expected = list(native.MODULES) if os.environ["MCPMUX_EXPECT_COMPILED"] == "1" else []
     assert native.compiled() == expected
+
+
+# -- what compiled code must not do (docs/architecture.md, "Compiled modules") -----------
+# mypyc 2.4 mishandles an exception thrown into a coroutine (a task's cancellation) that
+# another compiled coroutine awaits, when the code that handles it suspends first: an
+# ``await`` in a ``finally`` (or in the exit of an ``async with``) swallows the
+# CancelledError, and a bare ``raise`` after an ``await`` in an ``except`` re-raises a
+# freed exception (a crash, or a garbled one). ``except BaseException as exc: ...;
+# raise exc`` is handled right. The source is the same for both builds, so these rules
+# are checked on the source, in every run.
+def _suspends(node: ast.AST) -> bool:
+    return any(isinstance(n, (ast.Await, ast.AsyncWith, ast.AsyncFor)) for n in ast.walk(node))
+
+
+def _problems(source: str) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Try | ast.TryStar) and any(_suspends(s) for s in node.finalbody):
+            found.append((node.finalbody[0].lineno, "await in a finally"))
+        elif isinstance(node, ast.AsyncWith):
+            # An asyncio.Lock's exit never suspends; any other context manager's may.
+            names = [ast.unparse(item.context_expr) for item in node.items]
+            if not all(name.lower().endswith("lock") for name in names):
+                found.append((node.lineno, f"async with {', '.join(names)}"))
+        elif isinstance(node, ast.ExceptHandler):
+            awaited = False
+            for stmt in node.body:
+                for n in ast.walk(stmt):
+                    awaited = awaited or isinstance(n, ast.Await)
+                    if isinstance(n, ast.Raise) and n.exc is None and awaited:
+                        found.append((n.lineno, "bare raise after an await"))
+    return found
+
+
+@pytest.mark.parametrize("module", native.MODULES)
+def test_compiled_modules_avoid_what_mypyc_gets_wrong(module: str) -> None:
+    path = Path(native.__file__).parent.parent.joinpath(*module.split(".")).with_suffix(".py")
+    assert _problems(path.read_text()) == []
+
+
+@pytest.mark.parametrize("snippet, problem", [
+    ("async def f():\n try:\n  await g()\n finally:\n  await h()\n", "await in a finally"),
+    ("async def f():\n try:\n  await g()\n except E:\n  await h()\n  raise\n", "bare raise after an await"),
+    ("async def f():\n async with session.get(u) as r:\n  pass\n", "async with session.get(u)"),
+])
+def test_the_check_finds_each_pattern(snippet: str, problem: str) -> None:
+    assert [p for _, p in _problems(snippet)] == [problem]
+
+
+def test_the_check_passes_the_safe_forms() -> None:
+    safe = (
+        "async def f():\n try:\n  await g()\n except BaseException as exc:\n  await h()\n  raise exc\n"
+        "async def k():\n try:\n  await g()\n except E:\n  log()\n  raise\n"
+        "async def m():\n try:\n  await g()\n finally:\n  r.release()\n"
+        "async def n():\n async with self._lock:\n  await g()\n"
+    )
+    assert _problems(safe) == []

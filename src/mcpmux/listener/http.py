@@ -35,6 +35,7 @@ from ..protocol import HANDSHAKE_VERSIONS as SUPPORTED_VERSIONS
 from ..protocol import MODERN_VERSIONS, RESUMABLE_FROM
 from ..session import ClientSession
 from ..sse import encode
+from ..tasks import race
 from .auth import ResourceServer
 from .guard import HEADERS
 from .h1 import ON_DISCONNECT
@@ -269,13 +270,10 @@ class StreamableHTTP:
         tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(disconnected())]
         session.stream_opened()
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await race(tasks)
         finally:
             session.stream_closed()
             session.touch()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b""})
 

@@ -27,6 +27,7 @@ from ..multiplexer.servers import VirtualServer
 from ..protocol import CHANGED
 from ..session import ClientSession
 from ..sse import encode
+from ..tasks import race
 from .streams import SSE_HEADERS, ResponseStream, send_json
 
 log = logging.getLogger("mcpmux.listener.modern")
@@ -133,14 +134,7 @@ async def _answer_unless_gone(dispatcher: Dispatcher, ctx: RequestContext, msg: 
 async def _answer_or_gone(dispatcher: Dispatcher, ctx: RequestContext, msg: Message, receive: Receive) -> Message:
     """Under another ASGI server: the call in a task of its own, raced against ``receive``."""
     work = asyncio.ensure_future(dispatcher.handle(ctx, msg))
-    gone = asyncio.ensure_future(_disconnected(receive))
-    try:
-        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        if not work.done():
-            work.cancel()
-        await asyncio.gather(work, gone, return_exceptions=True)
+    await race((work, asyncio.ensure_future(_disconnected(receive))))
     if work.cancelled():
         raise _ClientGone
     return work.result()
@@ -196,15 +190,15 @@ async def _listen(
                 tagged = {**note, "params": {**params, "_meta": {**meta, **tag}}}
                 await send({"type": "http.response.body", "body": encode(orjson.dumps(tagged)), "more_body": True})
 
-        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(_disconnected(receive))]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        dispatcher.sessions.listeners.pop(session.id, None)
-        await dispatcher.unfollow_all(session)
+        await race([asyncio.ensure_future(pump()), asyncio.ensure_future(_disconnected(receive))])
+    except BaseException as exc:
+        await _stop_listening(dispatcher, session)
+        raise exc  # by name, not a finally: docs/architecture.md, "Compiled modules"
+    await _stop_listening(dispatcher, session)
     with contextlib.suppress(Exception):
         await send({"type": "http.response.body", "body": b""})
+
+
+async def _stop_listening(dispatcher: Dispatcher, session: ClientSession) -> None:
+    dispatcher.sessions.listeners.pop(session.id, None)
+    await dispatcher.unfollow_all(session)

@@ -124,14 +124,14 @@ class UpstreamSession:
             raise UpstreamError(
                 self.target, f"no initialize answer within {self.timeout:g} s"
             ) from None
-        except UpstreamError:
+        except UpstreamError as exc:
             await self.aclose("initialize failed")
-            raise
-        except asyncio.CancelledError:
+            raise exc  # by name after an await: docs/architecture.md, "Compiled modules"
+        except asyncio.CancelledError as exc:
             # Whoever waited is gone (target removed, gateway stopping, call cancelled):
             # what the attempt started (a child process, a stream) must not outlive it.
             await asyncio.shield(self.aclose("cancelled while connecting"))
-            raise
+            raise exc
         except Exception as exc:
             await self.aclose("initialize failed")
             raise UpstreamError(self.target, f"cannot connect: {_describe(exc)}") from exc

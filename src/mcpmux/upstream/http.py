@@ -327,11 +327,12 @@ class HttpSession(UpstreamSession):
                 "params": {"notifications": wanted},
             })
             try:
-                async with self.streams.post(
+                resp = await self.streams.post(
                     self.url, data=orjson.dumps(msg), headers=self._headers(msg),
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
                     allow_redirects=False,
-                ) as resp:
+                )
+                try:
                     ctype = resp.headers.get("Content-Type", "")
                     sse = ctype.startswith("text/event-stream")
                     if resp.status != 200 or not (sse or ctype.startswith("application/json")):
@@ -351,6 +352,8 @@ class HttpSession(UpstreamSession):
                                 self._acknowledged(note, uris, acked)
                                 continue
                             await self.dispatch(_untagged(note))
+                finally:  # not `async with`: docs/architecture.md, "Compiled modules"
+                    resp.release()
             except EventTooLarge as exc:
                 log.warning("target '%s': listen stream dropped: %s", self.target, exc)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -574,10 +577,11 @@ class HttpSession(UpstreamSession):
                 del headers["Content-Type"]
                 if parser.last_event_id:
                     headers["Last-Event-ID"] = parser.last_event_id
-                async with self.streams.get(
+                resp = await self.streams.get(
                     self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None),
                     allow_redirects=False,
-                ) as resp:
+                )
+                try:
                     opened.set()
                     if resp.status == 405:
                         return  # the target offers no GET stream: fine
@@ -599,6 +603,8 @@ class HttpSession(UpstreamSession):
                                 except orjson.JSONDecodeError:
                                     continue
                                 await self.dispatch(msg)
+                finally:  # not `async with`: docs/architecture.md, "Compiled modules"
+                    resp.release()
             except EventTooLarge as exc:
                 # The stream is dropped and reopened (after the backoff) with a new parser.
                 log.warning("target '%s': GET stream dropped: %s", self.target, exc)
@@ -625,10 +631,10 @@ class HttpSession(UpstreamSession):
         except UpstreamError:  # no credentials any more: the DELETE is best effort anyway
             headers = self._headers()
         try:
-            async with self.client.delete(
+            resp = await self.client.delete(
                 self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=2), allow_redirects=False
-            ):
-                pass
+            )
+            resp.release()
         except (aiohttp.ClientError, OSError, TimeoutError):
             pass
         self.session_id = None
