@@ -48,6 +48,12 @@ class OptionalBuildExt(build_ext):
     library), and the build goes on in pure Python."""
 
     def run(self) -> None:
+        # A shared library of an earlier module list, left in build/ by an earlier
+        # build of this checkout, would otherwise be copied into the wheel too.
+        current = {Path(self.get_ext_filename(ext.name)).name for ext in self.extensions}
+        for stale in Path(self.build_lib).glob("*__mypyc*"):
+            if stale.name not in current:
+                stale.unlink()
         try:
             super().run()
         except Exception as exc:  # CompileError, a missing compiler or header, ...
