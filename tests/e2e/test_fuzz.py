@@ -126,7 +126,6 @@ def baseline(gw: Gateway) -> dict[str, int]:
     s = open_session(gw.mcp_url)
     s.rpc("tools/list")
     s.delete()
-    print("fds at the start:", fd_kinds(gw.proc.pid))
     return {"fds": fd_count(gw.proc.pid), "sessions": int(admin(gw)["sessions"])}
 
 
