@@ -2,13 +2,16 @@
 
     .venv/bin/python bench/ab.py --variant /tmp/before/src --variant src [--mode json|sse|2026]
     .venv/bin/python bench/ab.py --variant "src:" --variant "src:--no-access-log --no-metrics"
+    .venv/bin/python bench/ab.py --variant src --variant build/native --target stdio
 
 Each ``--variant`` is ``SRC[:FLAGS]``: a ``src/`` directory put on PYTHONPATH and the
 extra ``mcpmux run`` flags. All variants run at once in front of one minimal backend
 (``bench/backend.py``); wrk (``bench/call.lua``) alternates between them in every
 round, so all see the same machine noise. ``--mode`` picks the client: a 2025-06-18
 session (JSON answers), a 2025-11-25 session (SSE answers) or 2026-07-28 requests
-(no session; ``_meta`` envelope and ``Mcp-Method``/``Mcp-Name`` headers). Prints, per
+(no session; ``_meta`` envelope and ``Mcp-Method``/``Mcp-Name`` headers). ``--target
+stdio`` puts server-everything over stdio behind each gateway instead (scenario 4's
+target; each gateway starts its own process). Prints, per
 concurrency, each variant's median CPU µs per call (from ``/proc``) and the share of
 it spent in the kernel (system calls, loopback TCP), its ratio to the
 first variant (of the medians, and the median of the rounds' own ratios, steadier
@@ -38,6 +41,9 @@ sys.path.insert(0, str(BENCH))
 from mcp_client import JSON_VERSION, SSE_VERSION, open_session  # noqa: E402
 
 MODERN = "2026-07-28"
+PEERS = BENCH.parent / "tests" / "peers" / "node_modules"
+EVERYTHING_STDIO = {"command": str(PEERS / "node" / "bin" / "node"),
+                    "args": [str(PEERS / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"), "stdio"]}
 CALL = {"name": "echo", "arguments": {"message": "hello"}}
 
 
@@ -90,11 +96,12 @@ def run(args: argparse.Namespace, work: Path) -> None:
         assert backend.stdout is not None
         url = f"http://127.0.0.1:{int(backend.stdout.readline().split()[1])}/mcp"
         gateways = []
+        target = {"name": "b", "stdio": EVERYTHING_STDIO} if args.target == "stdio" else {"name": "b", "http": {"url": url}}
         for i, spec in enumerate(args.variant):
             src, _, flags = spec.partition(":")
             cfg, ready = work / f"gw{i}.json", work / f"ready{i}.json"
             cfg.write_text(json.dumps({"listen": {"host": "127.0.0.1", "port": 0}, "admin": {"enabled": False},
-                                       "targets": [{"name": "b", "http": {"url": url}}]}))
+                                       "targets": [target]}))
             proc = subprocess.Popen([py, "-m", "mcpmux", "run", "-c", str(cfg), "--ready-file", str(ready),
                                      *flags.split()], env={**os.environ, "PYTHONPATH": str(Path(src).resolve())},
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -106,6 +113,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
             time.sleep(0.3)  # let it finish connecting its target
             gateways.append(json.loads(ready.read_text())["mcp"])
         argvs = asyncio.run(wrk_args(gateways, args.mode, body_file))
+        for argv in argvs:  # warm-up, not measured: a stdio target starts at its first call
+            subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(BENCH / "call.lua"), *argv], capture_output=True)
         for conc in args.conc:
             cpu: dict[str, list[float]] = {spec: [] for spec in args.variant}
             kernel: dict[str, list[float]] = {spec: [] for spec in args.variant}
@@ -152,6 +161,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", required=True, help="SRC[:FLAGS]; the first is the baseline")
     parser.add_argument("--mode", choices=["json", "sse", "2026"], default="json")
+    parser.add_argument("--target", choices=["http", "stdio"], default="http",
+                        help="the minimal HTTP backend, or server-everything over stdio")
     round_args(parser, rounds=7)
     args = parser.parse_args()
     args.conc = args.conc or [16, 1]

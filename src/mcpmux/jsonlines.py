@@ -23,19 +23,26 @@ class LineParser:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         out: list[bytes] = []
-        while chunk:
-            end = chunk.find(b"\n")
-            if end < 0:
-                self._size += len(chunk)
-                if self._size > self.max_line:
-                    raise EventTooLarge(self.max_line)
-                self._partial.append(chunk)
-                break
+        start = 0
+        end = chunk.find(b"\n")
+        if end >= 0 and self._partial:
             line = b"".join((*self._partial, chunk[:end])).strip()
             self._partial, self._size = [], 0
-            chunk = chunk[end + 1:]
             if line:
                 out.append(line)
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        while end >= 0:  # by index: a chunk of many short lines is not copied per line
+            line = chunk[start:end].strip()
+            if line:
+                out.append(line)
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        if start < len(chunk):
+            self._size += len(chunk) - start
+            if self._size > self.max_line:
+                raise EventTooLarge(self.max_line)
+            self._partial.append(chunk[start:] if start else chunk)
         return out
 
 

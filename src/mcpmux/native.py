@@ -29,6 +29,8 @@ MODULES = (
     "mcpmux.upstream.base",
     "mcpmux.upstream.http",
     "mcpmux.upstream.h1",
+    "mcpmux.upstream.stdio",
+    "mcpmux.jsonlines",
     "mcpmux.context",
     "mcpmux.results",
     "mcpmux.multiplexer.tasks",

@@ -254,12 +254,7 @@ class UpstreamSession:
         if not isinstance(msg, dict):
             log.warning("target '%s' sent a non-object message; ignored", self.target)
             return
-        if is_response(msg):
-            entry = self._pending.get(msg.get("id"))
-            if entry and not entry[0].done():
-                if entry[1] is not None:
-                    entry[1].response_bytes = size
-                entry[0].set_result(msg)
+        if self.resolve(msg, size):
             return
         if is_notification(msg):
             if msg["method"] == "notifications/progress":
@@ -287,6 +282,20 @@ class UpstreamSession:
                 )
             return
         log.warning("target '%s' sent an invalid JSON-RPC message; ignored", self.target)
+
+    def resolve(self, msg: dict[str, Any], size: int | None = None) -> bool:
+        """Hand a response to the request that waits for it (one nobody waits for is
+        dropped). False when ``msg`` is not a response: :meth:`dispatch` routes it."""
+        if not is_response(msg):
+            return False
+        rid = msg.get("id")
+        # Our ids are ints; a target may answer with any JSON value (an object is unhashable).
+        entry = self._pending.get(rid) if isinstance(rid, (int, str)) else None
+        if entry and not entry[0].done():
+            if entry[1] is not None:
+                entry[1].response_bytes = size
+            entry[0].set_result(msg)
+        return True
 
     def _attributed_sink(self) -> CallSink | None:
         """The call a server request arrived without a per-call stream belongs to, when

@@ -21,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 #: The shim, run by path with ``-I -S``: only the standard library is imported.
@@ -59,7 +59,6 @@ class ChildProcess:
         self.pid = popen.pid
         self.reaped = reaped
         self._command_pid: int | None = None if reaped else popen.pid
-        self.stdout = asyncio.StreamReader(limit=2**26)
         self.stderr = asyncio.StreamReader(limit=2**20)
         self.stdin: asyncio.StreamWriter | None = None
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -70,8 +69,10 @@ class ChildProcess:
         argv: Sequence[str],
         env: Mapping[str, str],
         cwd: str | None,
-        stdout_limit: int,
+        stdout: Callable[[], asyncio.Protocol],
     ) -> ChildProcess:
+        """Start ``argv``; its stdout is read by the protocol ``stdout`` makes (the caller
+        splits it into messages itself), its stderr by :attr:`stderr`."""
         reaped = USE_REAPER
         if reaped:
             _check_command(argv[0], env, cwd)
@@ -88,12 +89,11 @@ class ChildProcess:
             bufsize=0,
         )
         child = cls(popen, reaped)
-        child.stdout = asyncio.StreamReader(limit=stdout_limit)
         loop = asyncio.get_running_loop()
         assert popen.stdin and popen.stdout and popen.stderr
-        out, err = child.stdout, child.stderr
+        err = child.stderr
         try:
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(out), popen.stdout)
+            await loop.connect_read_pipe(stdout, popen.stdout)
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(err), popen.stderr)
             transport, protocol = await loop.connect_write_pipe(
                 asyncio.streams.FlowControlMixin, popen.stdin
