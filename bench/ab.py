@@ -90,7 +90,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
     py = sys.executable
     body_file = work / "body.json"
     body_file.write_text(json.dumps(body(args.mode), separators=(",", ":")))
-    backend = subprocess.Popen([py, str(BENCH / "backend.py"), "--ports", "1"], stdout=subprocess.PIPE)
+    # --pin: the gateways on the second core, backend and wrk on the first, so a gateway
+    # never shares a core (and its caches) with the processes it waits for.
+    gw_cpu, rest_cpu = (["taskset", "-c", "1"], ["taskset", "-c", "0"]) if args.pin else ([], [])
+    backend = subprocess.Popen([*rest_cpu, py, str(BENCH / "backend.py"), "--ports", "1"], stdout=subprocess.PIPE)
     procs = [backend]
     try:
         assert backend.stdout is not None
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
             cfg, ready = work / f"gw{i}.json", work / f"ready{i}.json"
             cfg.write_text(json.dumps({"listen": {"host": "127.0.0.1", "port": 0}, "admin": {"enabled": False},
                                        "targets": [target]}))
-            proc = subprocess.Popen([py, "-m", "mcpmux", "run", "-c", str(cfg), "--ready-file", str(ready),
+            proc = subprocess.Popen([*gw_cpu, py, "-m", "mcpmux", "run", "-c", str(cfg), "--ready-file", str(ready),
                                      *flags.split()], env={**os.environ, "PYTHONPATH": str(Path(src).resolve())},
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(proc)
@@ -121,7 +124,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
             for _ in range(args.rounds):
                 for spec, proc, argv in zip(args.variant, procs[1:], argvs, strict=True):
                     u0, k0 = cpu_split(proc.pid)
-                    out = subprocess.run(["wrk", "-t1", f"-c{conc}", f"-d{args.duration}s", "-s",
+                    out = subprocess.run([*rest_cpu, "wrk", "-t1", f"-c{conc}", f"-d{args.duration}s", "-s",
                                           str(BENCH / "call.lua"), *argv], capture_output=True, text=True)
                     u1, k1 = cpu_split(proc.pid)
                     found = re.search(r'"requests":(\d+)', out.stdout)
@@ -163,6 +166,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=["json", "sse", "2026"], default="json")
     parser.add_argument("--target", choices=["http", "stdio"], default="http",
                         help="the minimal HTTP backend, or server-everything over stdio")
+    parser.add_argument("--pin", action="store_true",
+                        help="gateways on CPU 1, backend and wrk on CPU 0 (needs taskset and 2 cores)")
     round_args(parser, rounds=7)
     args = parser.parse_args()
     args.conc = args.conc or [16, 1]

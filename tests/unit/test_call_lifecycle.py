@@ -17,6 +17,7 @@ from tests.support.fake_upstream import Client, FakeServer, FakeSession, core
 
 from mcpmux.dispatch import Dispatcher
 from mcpmux.jsonrpc import Message
+from mcpmux.listener import streams
 from mcpmux.listener.h1 import protocol_class
 from mcpmux.listener.http import StreamableHTTP
 
@@ -126,6 +127,39 @@ async def open_session(http: httpx.AsyncClient, url: str, version: str) -> dict[
     resp = await http.post(url, json=init, headers={"Accept": "application/json, text/event-stream"})
     return {"Accept": "application/json, text/event-stream", "Mcp-Session-Id": resp.headers["mcp-session-id"],
             "MCP-Protocol-Version": version}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("prime_delay", [60.0, 0.0])
+async def test_a_quick_answer_shares_one_write_with_its_priming_event(
+        protocol: str, prime_delay: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The priming event waits (PRIME_DELAY) for what follows: an answer that comes
+    sooner goes out in the same write, after it. With no wait, they are two writes."""
+    monkeypatch.setattr(streams, "PRIME_DELAY", prime_delay)
+    sse_writes: list[bytes] = []
+    write = asyncio.selector_events._SelectorSocketTransport.write  # type: ignore[attr-defined]
+
+    def counting(self: Any, data: bytes) -> None:
+        if b"\nid: " in bytes(data):  # an SSE event's id line (not Mcp-Session-Id)
+            sse_writes.append(bytes(data))
+        write(self, data)
+
+    monkeypatch.setattr(asyncio.selector_events._SelectorSocketTransport, "write", counting)  # type: ignore[attr-defined]
+
+    async def quick(_s: FakeServer, _f: FakeSession, msg: Message) -> Message:
+        await asyncio.sleep(0.05)  # a round trip's worth, longer than no wait at all
+        return {"result": {"content": [{"type": "text", "text": "quick"}]}}
+
+    srv = {"a": FakeServer({"quick": quick}), "b": FakeServer({})}
+    async with core(srv) as d, listening(d, protocol) as url, httpx.AsyncClient(timeout=10) as http:
+        headers = await open_session(http, url, "2025-11-25")
+        call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "a_quick"}}
+        resp = await http.post(url, json=call, headers=headers)
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    events = [e for e in resp.text.split("\n\n") if e.strip()]
+    assert events[0].startswith("id: ") and "data: \n" in events[0] + "\n", events  # priming first
+    assert json.loads(events[1].split("data: ", 1)[1])["result"]["content"][0]["text"] == "quick"
+    assert len(sse_writes) == (1 if prime_delay else 2), sse_writes
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -206,7 +206,7 @@ class StreamableHTTP:
             resumable = session.protocol_version >= RESUMABLE_FROM
             stream = new_stream(session, send, session_hdr, resumable, msg["id"])
             if resumable:
-                await stream.open()
+                stream.open()
             watch = DisconnectWatch(hook, receive, session, stream, msg["id"], resumable)
             try:
                 resp = await self.dispatcher.handle(

@@ -43,6 +43,9 @@ KEEP_FINISHED = 60.0
 RETRY_MS = 1000
 #: Seconds an intermediate write may wait on a client that is not reading.
 SLOW_CLIENT = 2.0
+#: How long a resumable answer's priming event waits to share a write with what follows
+#: (most answers come sooner: one write a call less); a slower call gets it then.
+PRIME_DELAY = 0.005
 
 log = logging.getLogger("mcpmux.listener.streams")
 
@@ -80,6 +83,8 @@ class ResponseStream:
         "headers",
         "key",
         "lagging",
+        "prime_timer",
+        "priming",
         "resumable",
         "retain",
         "retained",
@@ -87,6 +92,7 @@ class ResponseStream:
         "rid",
         "seq",
         "started",
+        "unprimed",
         "waiter",
     )
 
@@ -114,11 +120,33 @@ class ResponseStream:
         #: Set when the client comes back after a pause (the target is resumed then too);
         #: made by the first pause (most streams never pause).
         self.returned: asyncio.Event | None = None
+        #: Started, but head and priming event not written yet (see :meth:`open`).
+        self.unprimed = False
+        self.prime_timer: asyncio.TimerHandle | None = None
+        self.priming: asyncio.Task[None] | None = None
 
-    async def open(self) -> None:
-        """Start the SSE answer now (resumable sessions): priming event + retry hint."""
-        if self.resumable:
-            await self._start()
+    def open(self) -> None:
+        """Start the SSE answer (resumable sessions): priming event + retry hint.
+
+        The spec says the priming event SHOULD go out at once; it is there so that a
+        client whose connection breaks can resume. It goes out with the first event
+        written, or after PRIME_DELAY if nothing was: an answer that comes sooner costs
+        one write, not two, and a slower call is resumable from then on."""
+        if self.resumable and self._send is not None:
+            self.started = True
+            self.unprimed = True
+            self.prime_timer = asyncio.get_running_loop().call_later(PRIME_DELAY, self._prime_due)
+
+    def _prime_due(self) -> None:
+        self.prime_timer = None
+        if self.unprimed and self._send is not None:
+            self.priming = asyncio.ensure_future(self._write(b"", more=True))
+
+    def _primed(self) -> None:
+        self.unprimed = False
+        if self.prime_timer is not None:
+            self.prime_timer.cancel()
+            self.prime_timer = None
 
     async def _start(self) -> None:
         self.started = True
@@ -133,6 +161,11 @@ class ResponseStream:
         if self._send is None:
             return
         try:
+            if self.unprimed:
+                self._primed()
+                await self._send({"type": "http.response.start", "status": 200,
+                                  "headers": [*SSE_HEADERS, *self.headers]})
+                data = f"id: {self.key}-0\nretry: {RETRY_MS}\ndata: \n\n".encode() + data
             await self._send({"type": "http.response.body", "body": data, "more_body": more})
         except Exception:  # the connection is gone: keep buffering for a resume
             self._send = None
@@ -202,6 +235,7 @@ class ResponseStream:
         """The client hung up: keep what follows for its resume instead of writing it
         to a connection that swallows it."""
         self._send = None
+        self._primed()  # not primed: it has no event id to resume from
 
     @property
     def detached(self) -> bool:
@@ -230,6 +264,7 @@ class ResponseStream:
 
     async def resume(self, send: Send, after: int) -> None:
         """A client came back with Last-Event-ID: replay, then follow to the answer."""
+        self._primed()  # this connection's own head goes first; the first one had none
         await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.headers]})
         self._send = send
         if self.returned is not None:
