@@ -123,6 +123,29 @@ async def test_the_pool_never_opens_more_than_its_limit(pool_for: Callable[..., 
         assert srv.peak == 2
 
 
+async def test_slots_hand_over_in_order_and_survive_cancelled_waiters() -> None:
+    slots = h1.Slots(1)
+    assert slots.take() and not slots.take()
+    a, b, c = (asyncio.ensure_future(slots.wait()) for _ in range(3))
+    await asyncio.sleep(0)
+    a.cancel()  # gave up while queued
+    await asyncio.sleep(0)
+    slots.release()  # skips a, hands the slot to b
+    await asyncio.sleep(0)
+    assert a.cancelled() and b.done() and not c.done()
+    slots.release()  # to c ...
+    c.cancel()  # ... which is cancelled before it runs: the slot must not be lost
+    await asyncio.sleep(0)
+    assert c.cancelled() and slots.free == 1 and not slots.waiters
+    assert slots.take() and not slots.take()
+    d = asyncio.ensure_future(slots.wait())
+    await asyncio.sleep(0)
+    d.cancel()
+    slots.release()  # drops d's cancelled future before d's own clean-up runs
+    await asyncio.sleep(0)
+    assert d.cancelled() and slots.free == 1 and not slots.waiters
+
+
 async def test_chunked_and_gzip_answers_are_decoded(pool_for: Callable[..., h1.Pool]) -> None:
     async def mixed(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         await read_request(r)
