@@ -152,10 +152,10 @@ class ResponseStream:
         self.started = True
         if self._send is None:
             return
-        await self._send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.headers]})
         if self.resumable:
-            prime = f"id: {self.key}-0\nretry: {RETRY_MS}\ndata: \n\n".encode()
-            await self._write(prime, more=True)
+            self.unprimed = True  # head and priming event go out with the next write
+            return
+        await self._send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.headers]})
 
     async def _write(self, data: bytes, more: bool) -> None:
         if self._send is None:

@@ -153,9 +153,9 @@ class StdioSession(UpstreamSession):
         env = dict(os.environ) if self.spec.inherit_env else {"PATH": os.environ.get("PATH", "")}
         env.update(self.spec.env)
         try:
-            self.lines = StdoutLines(self)
+            lines = self.lines = StdoutLines(self)
             self.proc = await ChildProcess.start(
-                [self.spec.command, *self.spec.args], env, self.spec.cwd, self._stdout_protocol
+                [self.spec.command, *self.spec.args], env, self.spec.cwd, lambda: lines
             )
         except FileNotFoundError as exc:
             missing = self.spec.cwd if exc.filename == self.spec.cwd else self.spec.command
@@ -219,10 +219,6 @@ class StdioSession(UpstreamSession):
         The owner's aclose waits for this same stop."""
         if self.proc is not None and self._stopping is None:
             self._stopping = asyncio.ensure_future(self.proc.stop(TERMINATE_GRACE))
-
-    def _stdout_protocol(self) -> StdoutLines:
-        assert self.lines is not None
-        return self.lines
 
     async def _read_stderr(self) -> None:
         assert self.proc
