@@ -33,7 +33,8 @@ def native_extensions() -> list:
     if os.environ.get("MCPMUX_PURE_PYTHON") or EDITABLE or not BUILDING:
         return []
     modules = runpy.run_path(str(ROOT / "src/mcpmux/native.py"))["MODULES"]
-    paths = [str(Path("src", *name.split(".")).with_suffix(".py")) for name in modules]
+    paths = [str(package / "__init__.py" if package.is_dir() else package.with_suffix(".py"))
+             for package in (Path("src", *name.split(".")) for name in modules)]
     try:
         from mypyc.build import mypycify
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this checkout for bench/run.py. Idempotent: each step is skipped when done.
 #
-#   bench/setup.sh             wrk and nginx (Debian packages), matplotlib + py-spy into .venv
+#   bench/setup.sh             wrk, nginx and valgrind (Debian packages), matplotlib + py-spy into .venv
 #   bench/setup.sh --fastmcp   also FastMCP in bench/.venv-fastmcp (the comparison gateway)
 #
 # It needs scripts/setup.sh first (the .venv with mcpmux, and the npm peers in tests/peers,
@@ -38,6 +38,17 @@ elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
 else
     echo "bench/setup: nginx is missing (scenario 1 then has no nginx path); as root: apt-get install -y nginx" >&2
+fi
+
+# valgrind: bench/instr.py counts instructions per call with its callgrind tool.
+if command -v valgrind >/dev/null 2>&1; then
+    echo "bench/setup: valgrind present"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bench/setup: apt-get install valgrind"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+else
+    echo "bench/setup: valgrind is missing (bench/instr.py needs it); as root: apt-get install -y valgrind" >&2
 fi
 
 if "$VENV/bin/python" -c "import matplotlib" 2>/dev/null && [ -x "$VENV/bin/py-spy" ]; then

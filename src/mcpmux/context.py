@@ -13,6 +13,14 @@ from .session import ClientSession, Emit
 Transport = Literal["http", "sse", "stdio"]
 
 
+def owner_key(principal: Any) -> str | None:
+    """The caller's stable key (what owns a session), None without authentication.
+
+    None is tested first: ``getattr(None, "key", None)`` builds and drops an
+    AttributeError, a measurable part of an unauthenticated call."""
+    return None if principal is None else getattr(principal, "key", None)
+
+
 @dataclass(slots=True)
 class RequestContext:
     """Built by every listener for every message and handed to the dispatcher.

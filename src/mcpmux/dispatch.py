@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from .config import GatewayConfig, LimitsConfig
-from .context import RequestContext
+from .context import RequestContext, owner_key
 from .era import Envelope, without_envelope
 from .gateway import FULL_SET, Gateway
 from .jsonrpc import (
@@ -215,7 +215,7 @@ class Dispatcher:
         version = requested if requested in HANDSHAKE_VERSIONS else HANDSHAKE_VERSIONS[0]
         if len(self.sessions) >= self.gateway.config.limits.max_sessions:
             raise RPCError(-32000, "too many sessions: the gateway is at its session limit")
-        owner = getattr(principal, "key", None)
+        owner = owner_key(principal)
         client = client_key(owner, peer)
         if client != held:
             self.sessions.check(client)
@@ -227,7 +227,7 @@ class Dispatcher:
     @staticmethod
     def stateless(env: Envelope, principal: Any = None) -> ClientSession:
         """The session of one 2026 request: its state is its envelope, gone after it."""
-        owner = getattr(principal, "key", None)
+        owner = owner_key(principal)
         record = SessionRecord("", owner, env.version, env.capabilities, env.client_info, env.log_level)
         return ClientSession(record, stateless=True)
 

@@ -34,6 +34,7 @@ MODULES = (
     "mcpmux.context",
     "mcpmux.results",
     "mcpmux.multiplexer.tasks",
+    "mcpmux.policy",
     "mcpmux.policy.servers",
     "mcpmux.observability.observer",
     "mcpmux.observability.access",

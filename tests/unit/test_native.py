@@ -67,7 +67,8 @@ def _problems(source: str) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("module", native.MODULES)
 def test_compiled_modules_avoid_what_mypyc_gets_wrong(module: str) -> None:
-    path = Path(native.__file__).parent.parent.joinpath(*module.split(".")).with_suffix(".py")
+    base = Path(native.__file__).parent.parent.joinpath(*module.split("."))
+    path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
     assert _problems(path.read_text()) == []
 
 

@@ -77,6 +77,7 @@ _ASGI = {"version": "3.0", "spec_version": "2.3"}
 ON_DISCONNECT = "mcpmux.on_disconnect"
 _DISCONNECT = {"type": "http.disconnect"}
 _NO_BODY_STATUS = frozenset({204, 304})
+_TASK_NAME = "mcpmux-request"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INTERNAL_ERROR = head_response(500, "Internal Server Error", "internal server error (see the gateway log)")
 
@@ -376,7 +377,8 @@ class H1Protocol(asyncio.Protocol):
 
     def start(self, cycle: Cycle) -> None:
         self.active = cycle
-        task = self.loop.create_task(cycle.run(self.app))
+        # A Task made directly: create_task would format a "Task-N" name per request.
+        task = asyncio.Task(cycle.run(self.app), loop=self.loop, name=_TASK_NAME)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -578,7 +580,9 @@ class Cycle:
         head = b"".join(parts)
         # A CR, LF or NUL in a name or value would split the head (injection): the
         # head has exactly one CRLF per line we wrote, or a header smuggled one in.
-        if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
+        # (find, not ``in``: bytes ``in`` tries the needle as an int first and builds
+        # and drops a TypeError.)
+        if head.count(b"\n") != lines or head.count(b"\r") != lines or head.find(b"\0") >= 0:
             bad = next((n for n, v in headers if _unsafe(n) or _unsafe(v)), b"?")
             raise RuntimeError(f"response header {bytes(bad)[:64]!r} has a character not allowed in HTTP")
         # Held to go out with the first body chunk in one write; the apps send that

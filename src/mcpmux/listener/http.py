@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from .. import era
-from ..context import RequestContext
+from ..context import RequestContext, owner_key
 from ..dispatch import Dispatcher
 from ..jsonrpc import (
     INVALID_REQUEST,
@@ -74,10 +74,6 @@ async def send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]]
 def principal_of(scope: Scope) -> Any:
     """The caller the listener authenticated (None without authentication)."""
     return scope.get(PRINCIPAL)
-
-
-def owner_key(principal: Any) -> str | None:
-    return getattr(principal, "key", None)
 
 
 class StreamableHTTP:

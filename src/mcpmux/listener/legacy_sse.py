@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from ..context import RequestContext
+from ..context import RequestContext, owner_key
 from ..dispatch import Dispatcher
 from ..jsonrpc import (
     INVALID_REQUEST,
@@ -49,7 +49,6 @@ from .http import (
     StreamableHTTP,
     echo_id,
     headers_of,
-    owner_key,
     peer_of,
     principal_of,
     read_message,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..context import owner_key
 from ..jsonrpc import RATE_LIMITED, REQUEST_CANCELLED, TARGET_UNAVAILABLE, Message, RPCError
 from . import access, tracing
 from .metrics import NO_TARGET, GatewayMetrics, method_label
@@ -37,6 +38,12 @@ def outcome_of(resp: Message) -> str:
         return "cancelled"
     return "error"
 
+
+
+def milliseconds(seconds: float) -> float:
+    """Milliseconds to 3 decimals, without ``round()``'s decimal conversion: the
+    division's nearest double prints as exactly those decimals."""
+    return int(seconds * 1_000_000 + 0.5) / 1000
 
 class Observer:
     """Owns the gateway's metrics registry; the dispatcher calls :meth:`begin`, then
@@ -111,9 +118,9 @@ class Observer:
             self.metrics.stats(NO_TARGET, "initialize").record(outcome, elapsed)
         if self.access_log and access.log.isEnabledFor(logging.INFO):
             self._write({"event": "access", "session": session[:8] if session else None,
-                         "principal": getattr(principal, "key", None), "transport": None,
+                         "principal": owner_key(principal), "transport": None,
                          "method": "initialize", "target": None, "tool": None, "outcome": outcome,
-                         "duration_ms": round(elapsed * 1000, 3), "bytes": 0})
+                         "duration_ms": milliseconds(elapsed), "bytes": 0})
 
     def _write(self, fields: dict[str, Any]) -> None:
         if self.lines is not None:
@@ -151,13 +158,13 @@ class Observer:
             fields: dict[str, Any] = {
                 "event": "access",
                 "session": ctx.session.id[:8] or None,
-                "principal": getattr(ctx.principal, "key", None),
+                "principal": owner_key(ctx.principal),
                 "transport": ctx.transport,
                 "method": method,
                 "target": None if target == NO_TARGET else target,
                 "tool": tool,
                 "outcome": outcome,
-                "duration_ms": round(elapsed * 1000, 3),
+                "duration_ms": milliseconds(elapsed),
                 # Measured upstream when forwarded: a big answer is not serialised twice.
                 "bytes": ctx.size if ctx.size is not None else len(orjson.dumps(resp)) if resp is not None else 0,
             }

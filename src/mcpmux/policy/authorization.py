@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..config import AuthorizationConfig, GatewayConfig
+from ..context import owner_key
 from ..protocol import Kind
 from . import Action, AllowAll, Policy
 from .ratelimit import RateLimiter
@@ -34,7 +35,7 @@ _NO_CLAIMS: dict[str, Any] = {}
 
 
 def principal_key(ctx: RequestContext) -> str:
-    key = getattr(ctx.principal, "key", None)
+    key = owner_key(ctx.principal)
     return key if isinstance(key, str) else ANONYMOUS
 
 
