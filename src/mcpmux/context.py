@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .era import Envelope
@@ -21,7 +21,7 @@ def owner_key(principal: Any) -> str | None:
     return None if principal is None else getattr(principal, "key", None)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RequestContext:
     """Built by every listener for every message and handed to the dispatcher.
 
@@ -30,21 +30,37 @@ class RequestContext:
     where what the target sends during the request goes (its SSE stream, the
     legacy stream, stdout), None for the session's GET stream; ``server`` the virtual
     server of the endpoint (``/mcp/{name}``), None on the plain one; ``target`` where
-    the dispatcher sent it."""
+    the dispatcher sent it.
+
+    The ``__init__`` is written out: a compiled dataclass keeps the generated one,
+    which is interpreted (see :class:`~mcpmux.policy.Action`)."""
 
     session: ClientSession
     transport: Transport
-    headers: Mapping[str, str] = field(default_factory=dict)
-    emit: Emit | None = None
-    principal: Any = None
-    envelope: Envelope | None = None
-    server: VirtualServer | None = None
+    headers: Mapping[str, str]
+    emit: Emit | None
+    principal: Any
+    envelope: Envelope | None
+    server: VirtualServer | None
     #: The target the dispatcher routed this request to (set once routing and the
     #: policy agreed): metrics and the access log name it without routing again.
-    target: str | None = None
+    target: str | None
     #: The answer's size as the target sent it, when it went back unchanged but for
     #: its id (the access log's ``bytes``; None: measured when logged).
-    size: int | None = None
+    size: int | None
+
+    def __init__(self, session: ClientSession, transport: Transport, headers: Mapping[str, str] | None = None,
+                 emit: Emit | None = None, principal: Any = None, envelope: Envelope | None = None,
+                 server: VirtualServer | None = None) -> None:
+        self.session = session
+        self.transport = transport
+        self.headers = {} if headers is None else headers
+        self.emit = emit
+        self.principal = principal
+        self.envelope = envelope
+        self.server = server
+        self.target = None
+        self.size = None
 
     @property
     def modern(self) -> bool:

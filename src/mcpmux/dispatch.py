@@ -620,7 +620,7 @@ class Dispatcher:
                     and self.policy.authorize(ctx, Action("tasks/list", name))):
                 continue
             up = ctx.session.upstreams.get(name)
-            if up is None or not up.single_owner or up.closed.is_set():
+            if up is None or not up.single_owner or up.is_closed:
                 continue
             cursor: Any = None
             for _ in range(MAX_TASK_PAGES):
@@ -728,7 +728,7 @@ class Dispatcher:
         target.inflight += 1
         try:
             upstream = session.upstreams.get(target.name)  # the usual case, without a coroutine
-            if upstream is not None and not upstream.closed.is_set():
+            if upstream is not None and not upstream.is_closed:
                 upstream.last_used = time.monotonic()
             else:
                 upstream = await self.upstream_for(session, target)
@@ -837,7 +837,7 @@ class Dispatcher:
         ``_own_process``). Everyone else, and every stateless (2026) request, uses the
         target's shared session."""
         up = session.upstreams.get(target.name)
-        if up is not None and not up.closed.is_set():
+        if up is not None and not up.is_closed:
             up.last_used = time.monotonic()
             return up
         if (session.stateless or target.session_era(False) == "modern"
@@ -857,7 +857,7 @@ class Dispatcher:
         lock = session.opening.setdefault(target.name, asyncio.Lock())
         async with lock:
             up = session.upstreams.get(target.name)
-            if up is not None and not up.closed.is_set():
+            if up is not None and not up.is_closed:
                 return up
             if session.closed:
                 raise UpstreamError(target.name, "client session closed")
@@ -924,7 +924,7 @@ class Dispatcher:
     def _has_own(self, session: ClientSession, target: Target) -> bool:
         """Does this client use (or get, on its next call) a process of its own?"""
         up = session.upstreams.get(target.name)
-        return (up is not None and not up.closed.is_set()) or self._own_process(session, target)
+        return (up is not None and not up.is_closed) or self._own_process(session, target)
 
     def _own_process(self, session: ClientSession, target: Target) -> bool:
         """Does this client get a process of its own on a stdio target?
@@ -940,7 +940,7 @@ class Dispatcher:
             return False
         limit = self.gateway.config.limits.max_client_processes
         used = sum(1 for s in self.sessions.live.values()
-                   if (u := s.upstreams.get(target.name)) is not None and not u.closed.is_set())
+                   if (u := s.upstreams.get(target.name)) is not None and not u.is_closed)
         if used < limit:
             return True
         if target.name not in self._overflowed:

@@ -18,12 +18,22 @@ def encode(data: bytes, event: str | None = None, id: str | None = None) -> byte
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Event:
-    event: str = "message"
-    data: str = ""
-    id: str | None = None
-    retry: int | None = None
+    """One parsed event. ``__init__`` written out: a compiled dataclass's generated
+    one is interpreted."""
+
+    event: str
+    data: str
+    id: str | None
+    retry: int | None
+
+    def __init__(self, event: str = "message", data: str = "", id: str | None = None,
+                 retry: int | None = None) -> None:
+        self.event = event
+        self.data = data
+        self.id = id
+        self.retry = retry
 
 
 class EventTooLarge(ValueError):

@@ -16,6 +16,7 @@ from mcpmux.jsonrpc import Message, RPCError
 from mcpmux.policy import Action
 from mcpmux.protocol import Kind
 from mcpmux.state import SessionRecord
+from mcpmux.upstream.base import UpstreamError
 
 
 async def echo(_server: FakeServer, _session: FakeSession, msg: Message) -> Message:
@@ -396,3 +397,27 @@ async def test_a_session_that_never_made_a_request_is_reaped_sooner() -> None:
             await asyncio.sleep(0.02)
         assert used.session.id in d.sessions.live and streaming.session.id in d.sessions.live
         assert d.sessions.per_client == {}  # no addresses in-process: nothing counted
+
+
+async def test_a_lost_or_closed_upstream_session_refuses_calls_and_is_replaced() -> None:
+    """``is_closed`` (what the per-call path reads) follows ``closed``, and the
+    dispatcher opens a new session for a client whose own one was lost."""
+    srv = servers()
+    async with core(srv, limits={"max_client_processes": 1}) as d:
+        client = await Client.connect(d, {"roots": {}})
+        await client.request("tools/call", {"name": "a_echo", "arguments": {}})
+        own = client.session.upstreams["a"]
+        assert isinstance(own, FakeSession) and not own.is_closed
+        own.lost("wire cut")
+        assert own.is_closed and own.closed.is_set()
+        try:
+            await own.request("tools/list", {})
+        except UpstreamError as exc:
+            assert "wire cut" in str(exc)
+        else:
+            raise AssertionError("a lost session took a request")
+        assert "result" in await client.request("tools/call", {"name": "a_echo", "arguments": {}})
+        assert client.session.upstreams["a"] is not own
+    closed = FakeSession("b", FakeServer())
+    await closed.aclose("bye")
+    assert closed.is_closed and closed.closed.is_set()

@@ -162,7 +162,7 @@ class StreamableHTTP:
         sid = headers.get("mcp-session-id")
         if not sid:
             raise HttpError(400, "missing Mcp-Session-Id header: initialize first and send the id it returned")
-        session = self.dispatcher.sessions.get(sid)
+        session = self.dispatcher.sessions.live.get(sid)
         if session is None:  # another replica's, when replicas share a store
             session = await self.dispatcher.sessions.resume(sid)
         if session is not None and session.record.owner != owner_key(principal):

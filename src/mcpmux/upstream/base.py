@@ -93,6 +93,9 @@ class UpstreamSession:
         #: (HTTP 404 after a restart), so the owner can restore its state on the new one.
         self.on_reopened: Reopened | None = None
         self.closed = asyncio.Event()
+        #: ``closed.is_set()`` as a plain attribute: Event.is_set is interpreted Python,
+        #: and the per-call path asks twice a call.
+        self.is_closed = False
         self.close_reason = ""
         self.last_used = 0.0
         #: Per-caller headers (identity from claims, an exchanged token), awaited for
@@ -151,8 +154,9 @@ class UpstreamSession:
         await self.notify({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
     async def aclose(self, reason: str = "closed") -> None:
-        if not self.closed.is_set():
+        if not self.is_closed:
             self.close_reason = reason
+            self.is_closed = True
             self.closed.set()
         self.fail_pending(reason)
         await self._tasks.aclose()
@@ -163,9 +167,10 @@ class UpstreamSession:
 
     def lost(self, reason: str) -> None:
         """The transport broke: fail what waits, let the owner reconnect."""
-        if not self.closed.is_set():
+        if not self.is_closed:
             log.warning("target '%s': connection lost: %s", self.target, reason)
             self.close_reason = reason
+            self.is_closed = True
             self.closed.set()
         self.fail_pending(reason)
 
@@ -188,7 +193,7 @@ class UpstreamSession:
         id: int | None = None,
     ) -> Message:
         """Send a request and return the target's response message (result or error)."""
-        if self.closed.is_set():
+        if self.is_closed:
             raise UpstreamError(self.target, f"session closed ({self.close_reason})")
         # Tracing hook: a CLIENT span (and its traceparent) while a traced request runs.
         trace = tracing.upstream_call(self.target, method) if tracing.TRACER is not None else None

@@ -14,6 +14,7 @@ import orjson
 
 from .. import era, jsonlines
 from ..jsonrpc import Message, obj
+from ..observability import tracing
 from ..observability.tracing import add_trace_headers
 from ..redact import redact
 from ..sse import EventTooLarge, Parser
@@ -162,7 +163,8 @@ class HttpSession(UpstreamSession):
         """``_headers`` plus the caller's own (``header_provider``), computed per request
         because exchanged tokens expire."""
         h = self._headers(msg)
-        add_trace_headers(h)  # observability hook: W3C traceparent while tracing is on
+        if tracing.TRACER is not None:  # observability hook: W3C traceparent while tracing is on
+            add_trace_headers(h)
         if self.header_provider is not None:
             h.update(await self.header_provider())
         return h
@@ -276,7 +278,7 @@ class HttpSession(UpstreamSession):
         each reads the subscribers when it runs, so the last one leaves the stream asking
         for the current set; a call that finds the stream already asking for it returns
         at once."""
-        if not (self.modern and self.listen) or self.closed.is_set():
+        if not (self.modern and self.listen) or self.is_closed:
             return frozenset()
         async with self._relisten_lock:
             live = self._listener is not None and not self._listener.done()
@@ -316,7 +318,7 @@ class HttpSession(UpstreamSession):
         list kind, plus the resource URIs the gateway's clients subscribed to. ``acked``
         (from ``relisten``) gets the first acknowledgement: (URIs asked, URIs honored)."""
         backoff = 1.0
-        while not self.closed.is_set():
+        while not self.is_closed:
             wanted: dict[str, Any] = {"toolsListChanged": True, "promptsListChanged": True,
                                       "resourcesListChanged": True}
             uris = self._wanted_uris()
@@ -570,7 +572,7 @@ class HttpSession(UpstreamSession):
         """
         backoff = 1.0
         parser = Parser(self.max_response)
-        while not self.closed.is_set() and generation == self._generation:
+        while not self.is_closed and generation == self._generation:
             try:
                 headers = await self._request_headers()
                 headers["Accept"] = "text/event-stream"
