@@ -56,10 +56,11 @@ def dumped(prefix: Path) -> int:
 def wrk(argv: list[str], conc: int, seconds: int) -> int:
     out = subprocess.run(["wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "-s", str(BENCH / "call.lua"), *argv],
                          capture_output=True, text=True)
-    found = re.search(r'"requests":(\d+)', out.stdout)
-    if not found or not int(found.group(1)) or re.search(r'"errors":[1-9]', out.stdout):
-        raise SystemExit(f"wrk got no answers, or errors:\n{out.stdout}{out.stderr}")
-    return int(found.group(1))
+    found = re.search(r"^BENCHJSON (.*)$", out.stdout, re.MULTILINE)
+    report = json.loads(found.group(1)) if found else {}
+    if not report.get("requests") or any(report["errors"].values()):
+        raise SystemExit(f"wrk got no answers, or errors (a non-2xx status counts):\n{out.stdout}{out.stderr}")
+    return int(report["requests"])
 
 
 def run(args: argparse.Namespace, work: Path) -> None:

@@ -51,12 +51,22 @@ def is_modern(msg: Message) -> bool:
     return isinstance(meta, dict) and K_VERSION in meta
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Envelope:
+    """A validated ``_meta`` envelope (``__init__`` written out: a compiled
+    dataclass's generated one is interpreted)."""
+
     version: str
     capabilities: dict[str, Any]
     client_info: dict[str, Any]
     log_level: str | None
+
+    def __init__(self, version: str, capabilities: dict[str, Any], client_info: dict[str, Any],
+                 log_level: str | None) -> None:
+        self.version = version
+        self.capabilities = capabilities
+        self.client_info = client_info
+        self.log_level = log_level
 
 
 def without_envelope(params: dict[str, Any]) -> dict[str, Any]:

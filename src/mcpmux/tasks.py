@@ -25,7 +25,9 @@ class TaskOwner:
         if self._closed:
             coro.close()
             raise RuntimeError(f"{self.name} is closed")
-        task = asyncio.create_task(coro, name=f"{self.name}:{name or 'task'}")
+        # The Task made directly: asyncio.create_task is Python on 3.11, and the loop's
+        # would format a "Task-N" name first.
+        task = asyncio.Task(coro, loop=asyncio.get_running_loop(), name=f"{self.name}:{name or 'task'}")
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
