@@ -18,38 +18,26 @@ if [ ! -x "$VENV/bin/python" ]; then
     scripts/setup.sh
 fi
 
-if command -v wrk >/dev/null 2>&1; then
-    echo "bench/setup: wrk present ($(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2))"
-elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "bench/setup: apt-get install wrk"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-else
-    echo "bench/setup: wrk is missing; install it as root: apt-get install -y wrk" >&2
-    exit 1
-fi
+# debian PACKAGE required|optional WHY: present, or installed with apt-get as root, or
+# a message saying why it matters (and a stop when the package is required).
+debian() {
+    local pkg=$1 need=$2 why=$3
+    if command -v "$pkg" >/dev/null 2>&1 || [ -x "/usr/sbin/$pkg" ]; then
+        echo "bench/setup: $pkg present"
+    elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bench/setup: apt-get install $pkg"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+    else
+        echo "bench/setup: $pkg is missing ($why); as root: apt-get install -y $pkg" >&2
+        if [ "$need" = required ]; then exit 1; fi
+    fi
+}
 
+debian wrk required "it drives every scenario"
 # nginx: the bare reverse proxy scenario 1 measures mcpmux against (never started as a service).
-if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
-    echo "bench/setup: nginx present"
-elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "bench/setup: apt-get install nginx"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-else
-    echo "bench/setup: nginx is missing (scenario 1 then has no nginx path); as root: apt-get install -y nginx" >&2
-fi
-
-# valgrind: bench/instr.py counts instructions per call with its callgrind tool.
-if command -v valgrind >/dev/null 2>&1; then
-    echo "bench/setup: valgrind present"
-elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "bench/setup: apt-get install valgrind"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
-else
-    echo "bench/setup: valgrind is missing (bench/instr.py needs it); as root: apt-get install -y valgrind" >&2
-fi
+debian nginx optional "scenario 1 then has no nginx path"
+debian valgrind optional "bench/instr.py counts instructions per call with its callgrind tool"
 
 if "$VENV/bin/python" -c "import matplotlib" 2>/dev/null && [ -x "$VENV/bin/py-spy" ]; then
     echo "bench/setup: matplotlib and py-spy present in $VENV"

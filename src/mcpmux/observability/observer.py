@@ -39,11 +39,11 @@ def outcome_of(resp: Message) -> str:
     return "error"
 
 
-
 def milliseconds(seconds: float) -> float:
     """Milliseconds to 3 decimals, without ``round()``'s decimal conversion: the
     division's nearest double prints as exactly those decimals."""
     return int(seconds * 1_000_000 + 0.5) / 1000
+
 
 class Observer:
     """Owns the gateway's metrics registry; the dispatcher calls :meth:`begin`, then
