@@ -40,6 +40,10 @@ Scenarios (issue 6):
    ``run --workers 2`` on the minimal backend at c=32; one process without and with
    ``state.redis_url`` at c=1 (added p50; CPU per call counts redis-server's too); Redis
    memory per idle session at 1,000 and 10,000 sessions (``used_memory`` delta / sessions).
+8. What each feature costs per call, in one table ("Cost per feature"): nginx and
+   gateways of the same tree with one feature more each (metrics and access log off,
+   on, tracing on, JWT + three CEL rules on), alternating in every round, in front
+   of the minimal backend.
 
 A full run rewrites the generated part of ``docs/benchmarks.md`` (between the
 ``bench:begin``/``bench:end`` markers) and ``docs/benchmarks.png``; ``--quick`` and
@@ -1261,40 +1265,70 @@ async def _otlp_sink() -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
-#: Scenario 8's gateways: (command-line flags, environment); COLLECTOR is replaced.
-OBSERVABILITY = {
-    "off": (["--no-metrics", "--no-access-log"], {}),
-    "metrics+log": ([], {}),
-    "tracing": ([], {"OTEL_EXPORTER_OTLP_ENDPOINT": "COLLECTOR"}),
+#: Scenario 8's gateways, one feature more each: (command-line flags, environment,
+#: secured); COLLECTOR is replaced by the stand-in collector's URL.
+FEATURES = {
+    "off": (["--no-metrics", "--no-access-log"], {}, False),
+    "metrics+log": ([], {}, False),
+    "tracing": ([], {"OTEL_EXPORTER_OTLP_ENDPOINT": "COLLECTOR"}, False),
+    "auth": ([], {}, True),
 }
 
 
 async def scenario_8(h: Harness, res: Results) -> None:
-    """What observability costs per call: the same gateway with request metrics and the
-    access log off (``off``), on (the defaults: ``metrics+log``, access lines written to
-    its log file), and with OpenTelemetry tracing on as well, exporting to a stand-in
-    collector. The minimal backend, JSON sessions; all paths alternate in every round."""
+    """What each feature costs per call, in one table: nginx (the reference hop) and the
+    same gateway with request metrics and the access log off (``off``), on (the
+    defaults: ``metrics+log``, access lines written to its log file), with OpenTelemetry
+    tracing on as well (exporting to a stand-in collector), and with JWT validation and
+    three CEL rules on top of the defaults (``auth``). The minimal backend, JSON
+    sessions; all paths alternate in every round."""
     runner, otlp = await _otlp_sink()
     try:
-        backend = await h.backend(name="backend-observability")
+        backend = await h.backend(name="backend-features")
         target = [{"name": "b", "http": {"url": backend.url}}]
         paths = [Path_("direct", await open_session(h.client, backend.url, JSON_VERSION))]
-        gws = []
-        for label, (args, env) in OBSERVABILITY.items():
+        ngx = await h.nginx(backend.url)
+        services = [backend]
+        if ngx is not None:
+            services.append(ngx[0])
+            paths.append(Path_("nginx", await open_session(h.client, ngx[0].url, JSON_VERSION), ngx[1]))
+        secured, bearer = secured_config(h.workdir)
+        for label, (args, env, auth) in FEATURES.items():
             env = {k: (otlp if v == "COLLECTOR" else v) for k, v in env.items()}
-            gw = await h.gateway(target, args=args, env=env, name=f"gateway-{label.replace('+', '-')}")
-            gws.append(gw)
-            paths.append(Path_(label, await open_session(h.client, gw.url, JSON_VERSION), gw.pid))
+            gw = await h.gateway(target, args=args, env=env, extra=secured if auth else None,
+                                 name=f"gateway-{label.replace('+', '-')}")
+            services.append(gw)
+            session = await open_session(h.client, gw.url, JSON_VERSION, authorization=bearer if auth else None)
+            paths.append(Path_(label, session, gw.pid))
         call = {"method": "tools/call", "params": CALL_BODY}
-        case = f"tools/call, minimal backend, {JSON_VERSION}, observability off / metrics+log / tracing"
+        case = f"tools/call, minimal backend, {JSON_VERSION}, one feature more per gateway"
         log(f"scenario 8: {case}")
         await ab(h, res, "8", case, paths, call, h.st.concurrency, echo_check)
         for p in paths:
             await close_session(h.client, p.session)
-        for svc in (*gws, backend):
+        for svc in services:
             h.procs.stop(svc.proc)
     finally:
         await runner.cleanup()
+
+
+def feature_table(res: Results) -> list[str]:
+    """Scenario 8 as what each feature adds: CPU per call, as a multiple of nginx's, and
+    the median over rounds of its difference to the ``off`` gateway in the same round."""
+    rows = [r for r in res.rows if r.scenario == "8" and r.via in FEATURES]
+    if not rows:
+        return []
+    out = ["### Cost per feature (scenario 8)", "",
+           "| gateway | c | CPU µs/call | CPU x nginx | + µs/call vs off, paired | x off, paired |",
+           "|---|--:|--:|--:|--:|--:|"]
+    for r in rows:
+        off = next(x for x in rows if x.via == "off" and x.conc == r.conc)
+        pairs = list(zip(r.cpu_rounds, off.cpu_rounds, strict=False)) if r is not off else []
+        added = med([a - b for a, b in pairs])
+        ratio = med([a / b for a, b in pairs if b])
+        out.append(f"| {r.via} | {r.conc} | {fmt(r.hop_cpu_us, '.0f')} | {fmt(r.x_nginx)} "
+                   f"| {fmt(added, '+.0f')} | {fmt(ratio, '.3f')} |")
+    return [*out, ""]
 
 
 SCENARIOS: dict[int, Callable[[Harness, Results], Awaitable[None]]] = {
@@ -1573,6 +1607,7 @@ def render(res: Results, facts: dict[str, str], st: Settings, elapsed: float, pn
         *(f"| {g} | {m} | {v} |" for g, m, v in goals(res)), "",
         "### Load", "", load_table(res.rows), "",
         "### Timings", "", timing_table(res.timings), "",
+        *feature_table(res),
     ]
     s3 = res.extra.get("s3")
     if s3:

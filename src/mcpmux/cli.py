@@ -66,7 +66,9 @@ def _listener_config(app: object, config: GatewayConfig, host: str, port: int, j
     limits = config.limits
     guarded = HostGuard(app, host, config.allowed_hosts, limits.max_header_bytes, jsonrpc=jsonrpc)
     return uvicorn.Config(
-        guarded, host=host, port=port, lifespan="off", log_level="warning", access_log=False, loop="none",
+        # asgi3 said, not detected: HostGuard.__call__ returns the app's coroutine.
+        guarded, interface="asgi3", host=host, port=port, lifespan="off", log_level="warning",
+        access_log=False, loop="none",
         http=protocol_class(limits.max_header_bytes, limits.header_timeout, limits.max_connections),
         timeout_keep_alive=max(1, round(limits.keepalive_timeout)),
         **extra,  # type: ignore[arg-type]

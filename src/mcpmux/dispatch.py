@@ -132,6 +132,9 @@ class Dispatcher:
         #: Whole results of tool calls cut at limits.max_result_bytes, behind their links.
         self.results = ResultStore(lambda: gateway.config.limits)
         self._tasks = TaskOwner("dispatcher")
+        #: The loop it runs in (set by :meth:`start`): ``asyncio.current_task(loop)`` then
+        #: skips ``get_running_loop``, a ``getpid`` system call per call on 3.11.
+        self.loop: asyncio.AbstractEventLoop | None = None
         #: The deadlines of the calls in flight (call_timeout, tool_timeouts).
         self.deadlines = Deadlines()
         #: stdio targets whose client-process limit was reached (warned once).
@@ -173,6 +176,7 @@ class Dispatcher:
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         await self.gateway.start()
         self._tasks.spawn(self._reap(), "session-reaper")
 
@@ -591,9 +595,12 @@ class Dispatcher:
         t = self.gateway.targets.get(target)
         if t is None:
             return False
-        if not path and tasks_extension(t.catalog.capabilities) is not None:
+        caps = t.catalog.capabilities
+        if "tasks" not in caps and "extensions" not in caps:  # most servers: no call more
+            return False
+        if not path and tasks_extension(caps) is not None:
             return True
-        return supports(t.catalog.capabilities, *(path or ("requests", "tools", "call")))
+        return supports(caps, *(path or ("requests", "tools", "call")))
 
     def _expose_tasks(self, ctx: RequestContext, target: str, resp: Message) -> Message:
         ctx.size = None  # task ids rewritten: not the size the target sent
@@ -747,7 +754,7 @@ class Dispatcher:
                     resp = await self.bridge.await_held(session, held, rid, emit, token)
                     return self._limited(session, method, resp, held.response_bytes)
             uid = upstream.next_id()
-            task = asyncio.current_task()
+            task = asyncio.current_task(self.loop)
             session.inflight[rid] = (upstream, uid, task, call)
             try:
                 call.timeout = self._call_timeout(target, method, route.original)
@@ -773,7 +780,7 @@ class Dispatcher:
         except UpstreamError as exc:
             return error(rid, TARGET_UNAVAILABLE, redact(str(exc)), {"target": route.target})
         except asyncio.CancelledError:
-            task = asyncio.current_task()
+            task = asyncio.current_task(self.loop)
             if not call.cancelled or task is None:
                 raise
             task.uncancel()

@@ -17,7 +17,9 @@ import importlib.machinery
 #: Compiled together (one shared library); keep the list in data-path order.
 MODULES = (
     "mcpmux.listener.h1",
+    "mcpmux.fieldnames",
     "mcpmux.listener.guard",
+    "mcpmux.listener.auth",
     "mcpmux.listener.http",
     "mcpmux.listener.streams",
     "mcpmux.listener.modern",
@@ -37,6 +39,10 @@ MODULES = (
     "mcpmux.results",
     "mcpmux.multiplexer.tasks",
     "mcpmux.policy",
+    "mcpmux.policy.auth",
+    "mcpmux.policy.authorization",
+    "mcpmux.policy.rules",
+    "mcpmux.policy.ratelimit",
     "mcpmux.policy.servers",
     "mcpmux.observability.observer",
     "mcpmux.observability.access",

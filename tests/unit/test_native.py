@@ -55,6 +55,15 @@ def _problems(source: str) -> list[tuple[int, str]]:
             names = [ast.unparse(item.context_expr) for item in node.items]
             if not all(name.lower().endswith("lock") for name in names):
                 found.append((node.lineno, f"async with {', '.join(names)}"))
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            # mypyc types a name by its first binding: ``except A as e`` then ``except B
+            # as e`` checks a B against A at run time (a TypeError instead of the handler).
+            bound: dict[str, str] = {}
+            for n in ast.walk(node):
+                if isinstance(n, ast.ExceptHandler) and n.name and n.type is not None:
+                    kind = ast.unparse(n.type)
+                    if bound.setdefault(n.name, kind) != kind:
+                        found.append((n.lineno, f"'{n.name}' bound to {bound[n.name]} and {kind}"))
         elif isinstance(node, ast.ExceptHandler):
             awaited = False
             for stmt in node.body:
@@ -76,6 +85,7 @@ def test_compiled_modules_avoid_what_mypyc_gets_wrong(module: str) -> None:
     ("async def f():\n try:\n  await g()\n finally:\n  await h()\n", "await in a finally"),
     ("async def f():\n try:\n  await g()\n except E:\n  await h()\n  raise\n", "bare raise after an await"),
     ("async def f():\n async with session.get(u) as r:\n  pass\n", "async with session.get(u)"),
+    ("def f():\n try:\n  g()\n except A as e:\n  h(e)\n except B as e:\n  h(e)\n", "'e' bound to A and B"),
 ])
 def test_the_check_finds_each_pattern(snippet: str, problem: str) -> None:
     assert [p for _, p in _problems(snippet)] == [problem]
@@ -87,5 +97,6 @@ def test_the_check_passes_the_safe_forms() -> None:
         "async def k():\n try:\n  await g()\n except E:\n  log()\n  raise\n"
         "async def m():\n try:\n  await g()\n finally:\n  r.release()\n"
         "async def n():\n async with self._lock:\n  await g()\n"
+        "def p():\n try:\n  g()\n except A as a:\n  h(a)\n except B as b:\n  h(b)\n"
     )
     assert _problems(safe) == []

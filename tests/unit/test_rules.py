@@ -149,10 +149,45 @@ authorization:
 
 def test_arguments_only_converted_when_a_rule_reads_them() -> None:
     r = Rules(['mcp.target == "k8s"'])
-    assert r._mcp_fields == frozenset({"target"})
-    assert Rules(EXAMPLES)._mcp_fields == frozenset({"target", "tool", "arguments"})
-    assert Rules(['mcp["target"] == "k8s"'])._mcp_fields is None
-    assert Rules(['mcp["target"] == "k8s"']).allows({}, {"target": "k8s"})
+    assert r._static.fields == frozenset({"target"}) and not r._dynamic.programs
+    examples = Rules(EXAMPLES)
+    assert examples._static.fields == frozenset({"target"})  # rules 1 and 2
+    assert examples._dynamic.fields == frozenset({"tool", "arguments"})  # rule 3
+    whole = Rules(['mcp["target"] == "k8s"'])
+    assert whole._dynamic.fields is None and not whole._static.programs
+    assert whole.allows({}, {"target": "k8s"})
+
+
+def test_static_answers_are_remembered_per_caller_and_request() -> None:
+    r = Rules(['"ops" in jwt.groups && mcp.target == "k8s"', 'mcp.tool.name == "echo"'], claims_cache_size=8)
+    bob, carol = dict(BOB), dict(CAROL)
+    for _ in range(3):  # the second and third answers come from the table: the same
+        assert r.allows(bob, tool("k8s", "delete_pod"))
+        assert not r.allows(carol, tool("k8s", "delete_pod"))
+        assert r.allows(carol, tool("k8s", "echo"))
+        assert not r.allows(bob, tool("notes", "delete"))
+        assert not r.allows(carol, prompt("k8s", "echo"))  # a prompt named echo is no tool
+    assert len(r._decisions) == 5
+    # Arguments play no part in these rules' key, and the table stays bounded.
+    for i in range(40):
+        assert r.allows({"sub": "x", "groups": ["ops"]}, tool("k8s", f"t{i}", text=str(i)))
+        assert not r.allows({"sub": "y"}, tool("k8s", f"t{i}"))
+    assert len(r._decisions) <= 8
+
+
+def test_values_that_make_no_key_are_evaluated_every_time() -> None:
+    r = Rules(['mcp.target == "k8s"', "mcp.tool.name == 3"])
+    assert r.allows(BOB, {"target": "k8s"})
+    assert not r.allows(BOB, {"target": ["k8s"]})  # a list: no key, evaluated (false)
+    assert r.allows(BOB, {"target": "x", "tool": {"name": 3}})  # an int in a map: no key
+    assert len(r._decisions) == 1
+
+
+def test_argument_rules_see_each_request() -> None:
+    r = Rules(['jwt.sub == "nobody"', "mcp.arguments.text.size() < 5"])
+    assert r.allows(CAROL, tool("notes", "echo", text="hi"))
+    assert not r.allows(CAROL, tool("notes", "echo", text="hello world"))
+    assert r.allows(CAROL, tool("notes", "echo", text="ok"))
 
 
 def test_fast_enough() -> None:

@@ -103,8 +103,9 @@ class ResourceServer:
             return await self.authenticator.authenticate(
                 headers.get("authorization"), scope.get("query_string") or b""
             )
-        except JwksUnavailable as err:
-            body = error(None, AUTH_UNAVAILABLE, f"authentication is temporarily unavailable: {err.description}")
+        except JwksUnavailable as unavailable:  # one name per type (docs/architecture.md)
+            body = error(None, AUTH_UNAVAILABLE,
+                         f"authentication is temporarily unavailable: {unavailable.description}")
             await send_json(send, 503, body, [(b"retry-after", b"5")])
         except AuthError as err:
             challenge = www_authenticate(err, self.metadata_url(scope, headers), self.scope_hint)

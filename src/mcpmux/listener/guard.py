@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import orjson
@@ -105,10 +105,11 @@ class HostGuard:
                 self._seen[host] = known
         return known
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        # Not a coroutine itself: it returns the app's (or the refusal's), so a call's
+        # await chain has no level for the guard (each level is resumed on every wake-up).
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)  # type: ignore[no-any-return]
         fields = scope.get(HEADERS)
         if fields is not None:  # the gateway's own protocol: it enforced max_header_bytes
             host = fields.get("host")
@@ -120,14 +121,12 @@ class HostGuard:
                 if name == b"host":
                     host = value.decode("latin-1")
             if size > self.max_header_bytes:
-                await self._refuse(send, 431, f"request headers larger than {self.max_header_bytes} bytes "
-                                              "(limits.max_header_bytes)")
-                return
+                return self._refuse(send, 431, f"request headers larger than {self.max_header_bytes} bytes "
+                                               "(limits.max_header_bytes)")
         if host is not None and not self.allows(host):
-            await self._refuse(send, 403, f"Host {host[:100]!r} is not allowed (DNS-rebinding protection); "
-                                          "add it to allowed_hosts in the config")
-            return
-        await self.app(scope, receive, send)
+            return self._refuse(send, 403, f"Host {host[:100]!r} is not allowed (DNS-rebinding protection); "
+                                           "add it to allowed_hosts in the config")
+        return self.app(scope, receive, send)  # type: ignore[no-any-return]
 
     async def _refuse(self, send: Any, status: int, message: str) -> None:
         if self.jsonrpc:

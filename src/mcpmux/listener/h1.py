@@ -51,6 +51,7 @@ from urllib.parse import unquote
 import httptools
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
+from ..fieldnames import lowered
 from .guard import HEADERS, RateLimitedLog, head_response
 
 log = logging.getLogger("mcpmux.listener.h1")
@@ -77,6 +78,8 @@ _ASGI = {"version": "3.0", "spec_version": "2.3"}
 ON_DISCONNECT = "mcpmux.on_disconnect"
 _DISCONNECT = {"type": "http.disconnect"}
 _NO_BODY_STATUS = frozenset({204, 304})
+#: Request methods as the scope's strings, without a decode per request.
+_METHOD_NAMES = {m.encode(): m for m in ("GET", "POST", "DELETE", "HEAD", "OPTIONS", "PUT", "PATCH")}
 _TASK_NAME = "mcpmux-request"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INTERNAL_ERROR = head_response(500, "Internal Server Error", "internal server error (see the gateway log)")
@@ -309,12 +312,13 @@ class H1Protocol(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
+        size = len(name) + len(value) + 4
+        name, key = lowered(name)
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
         self.headers.append((name, value))
-        self.fields[name.decode("latin-1")] = value.decode("latin-1").strip()
-        self.header_bytes += len(name) + len(value) + 4
+        self.fields[key] = value.decode("latin-1").strip()
+        self.header_bytes += size
 
     def on_headers_complete(self) -> None:
         self.state = _BUSY
@@ -330,6 +334,7 @@ class H1Protocol(asyncio.Protocol):
         if "%" in path:
             path = unquote(path, "latin-1")
         version = parser.get_http_version()
+        method = parser.get_method()
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": _ASGI,
@@ -337,14 +342,14 @@ class H1Protocol(asyncio.Protocol):
             "server": self.server,
             "client": self.client,
             "scheme": self.scheme,
-            "method": parser.get_method().decode("ascii"),
+            "method": _METHOD_NAMES.get(method) or method.decode("ascii"),
             "root_path": self.root_path,
-            "path": self.root_path + path,
+            "path": self.root_path + path if self.root_path else path,
             "raw_path": raw_path,
             # None when absent, though httptools' stub says bytes (compiled code checks it).
             "query_string": cast(Any, url).query or b"",
             "headers": self.headers,
-            "state": {},
+            # No "state": there is no lifespan state (ASGI makes the key optional).
         }
         cycle = Cycle(self, scope, parser.should_keep_alive(), self.expect_continue)
         scope[ON_DISCONNECT] = cycle.on_disconnect
@@ -558,7 +563,7 @@ class Cycle:
         if conn.server_state.default_headers:
             headers = [*conn.server_state.default_headers, *headers]
         for name, value in headers:
-            lname = name.lower()
+            lname = lowered(name)[0]
             if lname == b"content-length":
                 self.left = int(value)
             elif lname == b"transfer-encoding":

@@ -165,6 +165,12 @@ class StreamableHTTP:
         session = self.dispatcher.sessions.live.get(sid)
         if session is None:  # another replica's, when replicas share a store
             session = await self.dispatcher.sessions.resume(sid)
+        return self._checked(session, headers, principal, server)
+
+    def _checked(self, session: ClientSession | None, headers: dict[str, str], principal: Any,
+                 server: VirtualServer | None) -> ClientSession:
+        """``session`` if this caller may use it here (404 otherwise), and the protocol
+        version header one the gateway speaks (400)."""
         if session is not None and session.record.owner != owner_key(principal):
             # Someone else's session: answered as unknown, so its existence is not confirmed.
             log.warning("session %s: presented by %s, not its owner; refused",
@@ -196,7 +202,10 @@ class StreamableHTTP:
         if msg.get("method") == "initialize" and "id" in msg:
             await self._initialize(msg, send, principal, peer, server)
             return
-        session = await self._session(headers, principal, server)
+        live = self.dispatcher.sessions.live.get(headers.get("mcp-session-id") or "")
+        # A session of this replica (the usual case) is checked without a coroutine.
+        session = (self._checked(live, headers, principal, server) if live is not None
+                   else await self._session(headers, principal, server))
         session_hdr = [(b"mcp-session-id", session.id.encode())]
         if is_request(msg):
             resumable = session.protocol_version >= RESUMABLE_FROM
@@ -377,9 +386,11 @@ def echo_id(msg: Any) -> Any:
 
 async def read_message(receive: Receive, headers: dict[str, str], limit: int) -> Message:
     """One POSTed JSON-RPC message, or the HttpError that says what is wrong with it."""
-    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise HttpError(415, f"unsupported media type {ctype or '(none)'}: send application/json")
+    ctype = headers.get("content-type", "")
+    if ctype != "application/json":  # what clients send, without parameters: no parsing
+        ctype = ctype.split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise HttpError(415, f"unsupported media type {ctype or '(none)'}: send application/json")
     body = await _read_body(receive, headers, limit)
     try:
         msg = orjson.loads(body)
@@ -446,9 +457,12 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
         size += len(chunk)
         if size > limit:
             raise HttpError(413, f"request body too large: over the limit of {limit} bytes")
-        chunks.append(chunk)
         if not event.get("more_body"):
+            if not chunks:  # the whole body in one event: the usual case
+                return chunk  # type: ignore[no-any-return]
+            chunks.append(chunk)
             return b"".join(chunks)
+        chunks.append(chunk)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

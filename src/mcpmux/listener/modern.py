@@ -110,7 +110,7 @@ class _ClientGone(Exception):
 async def _answer_unless_gone(dispatcher: Dispatcher, ctx: RequestContext, msg: Message, hook: Any) -> Message:
     """The gateway's own listener calls back on a hang-up: the call runs in this task,
     which the callback cancels (no second task per request)."""
-    task = asyncio.current_task()
+    task = asyncio.current_task(dispatcher.loop)
     assert task is not None
     gone = False
 

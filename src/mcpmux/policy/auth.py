@@ -242,16 +242,18 @@ class JwtAuthenticator:
             raise AuthError(401, "invalid_request", "use the Bearer authorization scheme")
         if not token:
             raise AuthError(401, "invalid_request", "the Bearer token is missing")
-        if len(token) > MAX_TOKEN_LENGTH or not _B64TOKEN.match(token):
+        if len(token) > MAX_TOKEN_LENGTH:
             raise AuthError(401, "invalid_token", "token is malformed")
 
         digest = hashlib.sha256(token.encode()).digest()
         principal = self._cache.get(digest)
-        if principal is not None:
+        if principal is not None:  # the same token was well-formed and valid before
             if principal.expires_at + self.cfg.leeway > self._clock():
                 self._cache.move_to_end(digest)
                 return self._check_scopes(principal)
             del self._cache[digest]
+        if not _B64TOKEN.match(token):
+            raise AuthError(401, "invalid_token", "token is malformed")
         principal = await self._verify(token)
         self._cache[digest] = principal
         if len(self._cache) > self._cache_size:
@@ -299,8 +301,8 @@ class JwtAuthenticator:
                     options={"require": ["exp", "iss", "aud", "sub"]},
                 )
                 break
-            except jwt.InvalidSignatureError as exc:
-                failure = exc  # try the next key (tokens without kid)
+            except jwt.InvalidSignatureError as wrong_key:
+                failure = wrong_key  # try the next key (tokens without kid)
             except jwt.PyJWTError as exc:
                 raise AuthError(401, "invalid_token", _describe(exc)) from None
         if claims is None:
@@ -378,14 +380,15 @@ class JwtAuthenticator:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         timeout = aiohttp.ClientTimeout(total=10)
-        async with self._session.get(
-            jcfg.jwks_url, timeout=timeout, headers={"Accept": "application/json"}
-        ) as resp:
+        resp = await self._session.get(jcfg.jwks_url, timeout=timeout, headers={"Accept": "application/json"})
+        try:  # released in a plain finally, not `async with` (compiled: docs/architecture.md)
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status}")
             body = await resp.content.read(MAX_JWKS_BYTES + 1)
-            if len(body) > MAX_JWKS_BYTES:
-                raise ValueError(f"JWKS larger than {MAX_JWKS_BYTES} bytes")
+        finally:
+            resp.release()
+        if len(body) > MAX_JWKS_BYTES:
+            raise ValueError(f"JWKS larger than {MAX_JWKS_BYTES} bytes")
         return _parse_jwks(json.loads(body))
 
 

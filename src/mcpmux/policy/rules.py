@@ -38,10 +38,16 @@ spec says (``"héllo".size()`` is 6), so a ``size() < N`` limit is stricter than
 written for non-ASCII text; celpy is right there.
 
 Converting Python values is what costs (the Rust evaluation itself is well under a
-microsecond), so :class:`Rules` converts each claims dict once and keeps it (LRU,
-keyed by the dict's identity — treat ``Principal.claims`` as immutable) and, per
-request, converts only the parts of ``mcp`` that some rule mentions (tool
-arguments, possibly large, are skipped unless a rule reads ``mcp.arguments``).
+microsecond; a string costs about 1 µs, a map 2 µs, so a request's ``mcp`` 10-13 µs),
+so :class:`Rules` converts each claims dict once and keeps it (LRU, keyed by the
+dict's identity — treat ``Principal.claims`` as immutable) and, per request,
+converts only the parts of ``mcp`` that some rule mentions (tool arguments, possibly
+large, are skipped unless a rule reads ``mcp.arguments``).
+
+A rule that reads neither ``mcp.arguments`` nor ``mcp`` whole decides the same for
+the same caller, method, target and tool, prompt or resource: those rules are
+evaluated once per such combination and their answer kept (LRU, as the claims).
+Only the rules that read the arguments are evaluated on every request.
 """
 
 from __future__ import annotations
@@ -107,11 +113,15 @@ class Rules:
             except ValueError as exc:
                 raise ValueError(f"rules[{i}]: {exc}") from None
         self._programs = programs
-        # Which top-level fields of `mcp` any rule reads (None: a rule uses `mcp` whole).
-        fields = {f for source in self.sources for f in _MCP_FIELD.findall(source)}
-        whole = any(_MCP_WHOLE.search(source) for source in self.sources)
-        self._mcp_fields: frozenset[str] | None = None if whole else frozenset(fields)
+        # Rules whose answer depends on the request's arguments, and the others.
+        dynamic = [_reads_arguments(source) for source in self.sources]
+        self._dynamic = _Group([p for p, d in zip(programs, dynamic, strict=True) if d],
+                               [s for s, d in zip(self.sources, dynamic, strict=True) if d])
+        self._static = _Group([p for p, d in zip(programs, dynamic, strict=True) if not d],
+                              [s for s, d in zip(self.sources, dynamic, strict=True) if not d])
         self._contexts: OrderedDict[int, tuple[dict[str, Any], Any]] = OrderedDict()
+        #: (claims id, what the static rules read) -> (the claims, whether one is true)
+        self._decisions: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], bool]] = OrderedDict()
         self._cache_size = claims_cache_size
 
     def __len__(self) -> int:
@@ -133,7 +143,25 @@ class Rules:
         """True when any rule is true for this request (always True with no rules)."""
         if not self._programs:
             return True
-        fields = self._mcp_fields
+        static = self._static
+        if static.programs:
+            key = _key(id(jwt), mcp, static.fields)
+            entry = self._decisions.get(key) if key is not None else None
+            if key is not None and entry is not None and entry[0] is jwt:
+                self._decisions.move_to_end(key)
+                allowed = entry[1]
+            else:
+                allowed = self._evaluate(static, jwt, mcp)
+                if key is not None:
+                    self._decisions[key] = (jwt, allowed)  # holding jwt keeps its id unique
+                    if len(self._decisions) > self._cache_size:
+                        self._decisions.popitem(last=False)
+            if allowed:
+                return True
+        return bool(self._dynamic.programs) and self._evaluate(self._dynamic, jwt, mcp)
+
+    def _evaluate(self, group: _Group, jwt: dict[str, Any], mcp: dict[str, Any]) -> bool:
+        fields = group.fields
         if fields is not None:
             mcp = {k: v for k, v in mcp.items() if k in fields}
         try:
@@ -144,7 +172,7 @@ class Rules:
         except Exception:
             self._contexts.pop(id(jwt), None)
             return False  # a value the library cannot represent: deny
-        return self._any(ctx)
+        return _any(group.programs, ctx)
 
     def allows_a2a(self, jwt: dict[str, Any], a2a: dict[str, Any]) -> bool:
         """The same for a request on the A2A listener. Its context is built afresh: the
@@ -155,13 +183,48 @@ class Rules:
             ctx = cel.Context({"jwt": jwt, "a2a": a2a})
         except Exception:
             return False
-        return self._any(ctx)
+        return _any(self._programs, ctx)
 
-    def _any(self, ctx: Any) -> bool:
-        for program in self._programs:
-            try:
-                if program.execute(ctx) is True:
-                    return True
-            except Exception:  # a rule that fails is a false rule
-                continue
-        return False
+
+
+def _any(programs: list[Any], ctx: Any) -> bool:
+    for program in programs:
+        try:
+            if program.execute(ctx) is True:
+                return True
+        except Exception:  # a rule that fails is a false rule
+            continue
+    return False
+
+
+def _reads_arguments(source: str) -> bool:
+    """Does a rule read the request's arguments (``mcp.arguments``, or ``mcp`` whole)?"""
+    return bool(_MCP_WHOLE.search(source)) or "arguments" in _MCP_FIELD.findall(source)
+
+
+class _Group:
+    """Some of the rules, and the top-level fields of ``mcp`` they read (None: all)."""
+
+    def __init__(self, programs: list[Any], sources: list[str]) -> None:
+        self.programs = programs
+        whole = any(_MCP_WHOLE.search(source) for source in sources)
+        self.fields: frozenset[str] | None = None if whole else frozenset(
+            f for source in sources for f in _MCP_FIELD.findall(source))
+
+
+def _key(claims: int, mcp: dict[str, Any], fields: frozenset[str] | None) -> tuple[Any, ...] | None:
+    """What static rules can see of a request, as a cache key; None when some value
+    is not a string or a map of strings (it is then evaluated, not remembered)."""
+    if fields is None:
+        return None
+    key: list[Any] = [claims]
+    for name in sorted(fields):
+        value = mcp.get(name)
+        if isinstance(value, dict):
+            if not all(isinstance(v, str) for v in value.values()):
+                return None
+            value = tuple(sorted(value.items()))
+        elif value is not None and not isinstance(value, str):
+            return None
+        key += (name, value)
+    return tuple(key)

@@ -127,14 +127,16 @@ class UpstreamSession:
             raise UpstreamError(
                 self.target, f"no initialize answer within {self.timeout:g} s"
             ) from None
-        except UpstreamError as exc:
+        # One name per exception type, and raised by name after an await: both are
+        # rules of compiled code (docs/architecture.md, "Compiled modules").
+        except UpstreamError as failed:
             await self.aclose("initialize failed")
-            raise exc  # by name after an await: docs/architecture.md, "Compiled modules"
-        except asyncio.CancelledError as exc:
+            raise failed
+        except asyncio.CancelledError as cancelled:
             # Whoever waited is gone (target removed, gateway stopping, call cancelled):
             # what the attempt started (a child process, a stream) must not outlive it.
             await asyncio.shield(self.aclose("cancelled while connecting"))
-            raise exc
+            raise cancelled
         except Exception as exc:
             await self.aclose("initialize failed")
             raise UpstreamError(self.target, f"cannot connect: {_describe(exc)}") from exc

@@ -41,6 +41,8 @@ from urllib.parse import urlsplit
 import httptools
 from mypy_extensions import mypyc_attr
 
+from ..fieldnames import lowered
+
 #: Unread answer bytes above which the socket is not read until the caller catches up.
 HIGH_WATER = 256 * 1024
 #: Idle keep-alive connections older than this are not reused (Node closes at 5 s).
@@ -234,6 +236,9 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
+        #: Made in the loop it serves; kept because ``get_running_loop`` is a ``getpid``
+        #: system call on 3.11 and :meth:`send` needs the loop once per call.
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -274,7 +279,7 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
+        key = lowered(name)[1]
         val = value.decode("latin-1")
         old = self._headers.get(key)
         self._headers[key] = val if old is None else f"{old}, {val}"
@@ -319,7 +324,7 @@ class Connection(asyncio.Protocol):
     # -- used by Pool and Response ---------------------------------------
     def send(self, data: bytes) -> asyncio.Future[Response]:
         assert self.transport is not None
-        self._head = head = asyncio.get_running_loop().create_future()
+        self._head = head = self.loop.create_future()
         self._resp = None
         self.transport.write(data)
         return head

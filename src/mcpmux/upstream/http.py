@@ -356,8 +356,8 @@ class HttpSession(UpstreamSession):
                             await self.dispatch(_untagged(note))
                 finally:  # not `async with`: docs/architecture.md, "Compiled modules"
                     resp.release()
-            except EventTooLarge as exc:
-                log.warning("target '%s': listen stream dropped: %s", self.target, exc)
+            except EventTooLarge as big:  # one name per type (docs/architecture.md)
+                log.warning("target '%s': listen stream dropped: %s", self.target, big)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.debug("target '%s': listen stream broke: %r", self.target, exc)
             await asyncio.sleep(backoff)
@@ -430,23 +430,24 @@ class HttpSession(UpstreamSession):
             # Per-request headers (trace context, per-user credentials) win over the
             # configured ones; without any, the pre-encoded header block is reused.
             extra: dict[str, str] = {}
-            add_trace_headers(extra)
+            if tracing.TRACER is not None:
+                add_trace_headers(extra)
             if self.header_provider is not None:
                 extra.update(await self.header_provider())
             if extra:
                 head = self.pool.request_head("POST", h1.encode_headers({**self._headers(msg), **extra}))
             else:
                 head = self._request_head(msg)
-        except ValueError as exc:
-            raise upstream_error(self.target, str(exc)) from None
+        except ValueError as bad:
+            raise upstream_error(self.target, str(bad)) from None
         try:
             resp = await self.pool.request(head, body)
         except (h1.H1Error, OSError) as exc:
             raise upstream_error(self.target, f"HTTP error: {_short(exc)}") from exc
         try:
             return await self._answer(resp, msg, sink)
-        except h1.TooLarge as exc:
-            raise too_large(self.target, exc.limit) from None
+        except h1.TooLarge as big:
+            raise too_large(self.target, big.limit) from None
         except (h1.H1Error, OSError) as exc:
             raise upstream_error(self.target, f"HTTP error: {_short(exc)}") from exc
         finally:
@@ -607,9 +608,9 @@ class HttpSession(UpstreamSession):
                                 await self.dispatch(msg)
                 finally:  # not `async with`: docs/architecture.md, "Compiled modules"
                     resp.release()
-            except EventTooLarge as exc:
+            except EventTooLarge as big:  # one name per type (docs/architecture.md)
                 # The stream is dropped and reopened (after the backoff) with a new parser.
-                log.warning("target '%s': GET stream dropped: %s", self.target, exc)
+                log.warning("target '%s': GET stream dropped: %s", self.target, big)
                 parser = Parser(self.max_response)
             except (aiohttp.ClientError, OSError, TimeoutError, UpstreamError) as exc:
                 log.debug("target '%s': GET stream broke: %r", self.target, exc)

@@ -157,8 +157,8 @@ class StdioSession(UpstreamSession):
             self.proc = await ChildProcess.start(
                 [self.spec.command, *self.spec.args], env, self.spec.cwd, lambda: lines
             )
-        except FileNotFoundError as exc:
-            missing = self.spec.cwd if exc.filename == self.spec.cwd else self.spec.command
+        except FileNotFoundError as absent:
+            missing = self.spec.cwd if absent.filename == self.spec.cwd else self.spec.command
             what = "working directory not found" if missing == self.spec.cwd else "command not found"
             raise UpstreamError(self.target, f"{what}: {missing}") from None
         except PermissionError:
