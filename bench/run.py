@@ -898,7 +898,12 @@ async def scenario_3(h: Harness, res: Results) -> None:
     for r in range(st.s3_rounds):
         for via in S3_VIAS:
             backend = no_get if via == "mcpmux-noget" else streaming
-            gw = await h.gateway([{"name": "b", "http": {"url": backend.url}}]) if via != "direct" else None
+            # Every session comes from 127.0.0.1 and holds a GET stream: the per-client
+            # session limit (100 by default, so that one client cannot take every slot)
+            # and the connection limit (1,000) are raised to let them all in.
+            limits = {"max_sessions_per_client": 2 * st.s3_sessions, "max_connections": 4 * st.s3_sessions}
+            gw = await h.gateway([{"name": "b", "http": {"url": backend.url}}], extra={"limits": limits}) \
+                if via != "direct" else None
             url = gw.url if gw else backend.url
             base_rss = rss_mb(gw.pid)[0] if gw else 0.0
             sample: dict[str, Any] = {}
