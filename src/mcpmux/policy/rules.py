@@ -114,11 +114,9 @@ class Rules:
                 raise ValueError(f"rules[{i}]: {exc}") from None
         self._programs = programs
         # Rules whose answer depends on the request's arguments, and the others.
-        dynamic = [_reads_arguments(source) for source in self.sources]
-        self._dynamic = _Group([p for p, d in zip(programs, dynamic, strict=True) if d],
-                               [s for s, d in zip(self.sources, dynamic, strict=True) if d])
-        self._static = _Group([p for p, d in zip(programs, dynamic, strict=True) if not d],
-                              [s for s, d in zip(self.sources, dynamic, strict=True) if not d])
+        rules = list(zip(programs, self.sources, strict=True))
+        self._dynamic = _Group([r for r in rules if _reads_arguments(r[1])])
+        self._static = _Group([r for r in rules if not _reads_arguments(r[1])])
         self._contexts: OrderedDict[int, tuple[dict[str, Any], Any]] = OrderedDict()
         #: (claims id, what the static rules read) -> (the claims, whether one is true)
         self._decisions: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], bool]] = OrderedDict()
@@ -186,7 +184,6 @@ class Rules:
         return _any(self._programs, ctx)
 
 
-
 def _any(programs: list[Any], ctx: Any) -> bool:
     for program in programs:
         try:
@@ -203,13 +200,14 @@ def _reads_arguments(source: str) -> bool:
 
 
 class _Group:
-    """Some of the rules, and the top-level fields of ``mcp`` they read (None: all)."""
+    """Some of the rules (program, source), and the top-level fields of ``mcp`` they
+    read (None: all)."""
 
-    def __init__(self, programs: list[Any], sources: list[str]) -> None:
-        self.programs = programs
-        whole = any(_MCP_WHOLE.search(source) for source in sources)
+    def __init__(self, rules: list[tuple[Any, str]]) -> None:
+        self.programs = [program for program, _ in rules]
+        whole = any(_MCP_WHOLE.search(source) for _, source in rules)
         self.fields: frozenset[str] | None = None if whole else frozenset(
-            f for source in sources for f in _MCP_FIELD.findall(source))
+            f for _, source in rules for f in _MCP_FIELD.findall(source))
 
 
 def _key(claims: int, mcp: dict[str, Any], fields: frozenset[str] | None) -> tuple[Any, ...] | None:
