@@ -103,6 +103,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 calls = wrk(argv, args.conc, args.duration)
                 control(proc.pid, "-d")
                 per_call[spec].append(dumped(prefix) / calls)
+        if args.keep:  # the dumps, for callgrind_annotate --inclusive=yes
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for i, prefix in enumerate(prefixes):
+                newest = max(prefix.parent.glob(prefix.name + ".*"), key=lambda p: int(p.suffix[1:]))
+                (args.keep / f"variant{i}.callgrind").write_bytes(newest.read_bytes())
         base = statistics.median(per_call[args.variant[0]])
         for spec, rounds in per_call.items():
             med = statistics.median(rounds)
@@ -119,6 +124,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per round (about 100 calls/s)")
     parser.add_argument("--conc", type=int, default=16)
+    parser.add_argument("--keep", type=Path, help="copy each variant's last dump here (variantN.callgrind)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mcpmux-instr-") as tmp:
         run(args, Path(tmp))

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -83,14 +83,14 @@ from .variants import capability_key
 
 log = logging.getLogger("mcpmux.dispatch")
 
-REAP_INTERVAL = 30.0
+REAP_INTERVAL: Final = 30.0
 #: Pages of one target's tasks/list read for a merged list.
-MAX_TASK_PAGES = 50
+MAX_TASK_PAGES: Final = 50
 #: Client capabilities a target may need a client's own session for.
-RELAYED = ("sampling", "elicitation", "roots")
-_tokens = itertools.count(1)
+RELAYED: Final[tuple[str, ...]] = ("sampling", "elicitation", "roots")
+_tokens: Final = itertools.count(1)
 #: What a denied or unknown name is called in the error (the same words for both).
-_WHAT = {"tools/call": "tool", "prompts/get": "prompt"}
+_WHAT: Final = {"tools/call": "tool", "prompts/get": "prompt"}
 
 #: Builds the policy for a config; given the current one, it may keep it (and its state).
 PolicyFactory = Callable[[GatewayConfig, Policy | None], Policy]

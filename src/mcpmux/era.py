@@ -16,7 +16,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -40,8 +40,8 @@ from .protocol import (  # noqa: F401 - the 2026 names the era layer's users rea
     UNSUPPORTED_VERSION,
 )
 
-_SENTINEL = re.compile(r"\A=\?base64\?(.*)\?=\Z", re.S)
-_SAFE = re.compile(r"\A[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?\Z")
+_SENTINEL: Final = re.compile(r"\A=\?base64\?(.*)\?=\Z", re.S)
+_SAFE: Final = re.compile(r"\A[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?\Z")
 
 
 def is_modern(msg: Message) -> bool:
@@ -175,7 +175,7 @@ def render_param(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, int | float | str):
+    if isinstance(value, (int, float, str)):
         return encode_header(str(value))
     return None
 
@@ -210,7 +210,7 @@ def check_param_headers(schema: Any, arguments: Any, headers: dict[str, str]) ->
 
 
 def _param_matches(kind: Any, value: Any, decoded: str) -> bool:
-    if kind in ("integer", "number") and isinstance(value, int | float) and not isinstance(value, bool):
+    if kind in ("integer", "number") and isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             number = float(decoded)
         except ValueError:

@@ -6,23 +6,23 @@ keys routing needs and passes every other field through untouched.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 Message = dict[str, Any]
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
+PARSE_ERROR: Final = -32700
+INVALID_REQUEST: Final = -32600
+METHOD_NOT_FOUND: Final = -32601
+INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
 #: A target the call needs is down, failed or timed out (server-defined range).
-TARGET_UNAVAILABLE = -32001
+TARGET_UNAVAILABLE: Final = -32001
 #: The request was cancelled by the client before its target answered.
-REQUEST_CANCELLED = -32800
+REQUEST_CANCELLED: Final = -32800
 #: The caller is over a rate limit (``data.retryAfter`` says when to try again).
-RATE_LIMITED = -32000
+RATE_LIMITED: Final = -32000
 
 loads = orjson.loads
 
@@ -77,11 +77,11 @@ def validate(msg: Any) -> str | None:
     if "method" in msg:
         if not isinstance(msg["method"], str):
             return '"method" must be a string'
-        if "params" in msg and not isinstance(msg["params"], dict | list):
+        if "params" in msg and not isinstance(msg["params"], (dict, list)):
             return '"params" must be an object'
     elif "result" not in msg and "error" not in msg:
         return 'a message needs "method" (request/notification) or "result"/"error" (response)'
-    if "id" in msg and not isinstance(msg["id"], str | int) and msg["id"] is not None:
+    if "id" in msg and not isinstance(msg["id"], (str, int)) and msg["id"] is not None:
         return '"id" must be a string or an integer'
     return None
 

@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 from .era import StateSealer
 from .jsonrpc import (
@@ -37,9 +37,9 @@ from .upstream.base import UpstreamError, UpstreamSession
 log = logging.getLogger("mcpmux.mrtr")
 
 #: How long an unanswered continuation keeps its upstream call waiting.
-CONTINUATION_TTL = 600.0
+CONTINUATION_TTL: Final = 600.0
 #: Rounds of input a modern target may ask for one handshake client's call.
-MAX_INPUT_ROUNDS = 8
+MAX_INPUT_ROUNDS: Final = 8
 #: What a held call produces: ("request", the target's request, its upstream),
 #: ("response", the answer, None) or ("error", the UpstreamError, None).
 HeldEvent = tuple[str, Any, "UpstreamSession | None"]

@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -35,11 +35,11 @@ from .config import LimitsConfig
 
 log = logging.getLogger("mcpmux.results")
 
-SCHEME = "mcpmux://results/"
+SCHEME: Final = "mcpmux://results/"
 #: Binary content items: never cut, kept or dropped whole.
-_BINARY = ("image", "audio", "resource")
+_BINARY: Final[tuple[str, ...]] = ("image", "audio", "resource")
 #: What the note, the link and JSON framing take at most (kept out of the text's share).
-_RESERVE = 1024
+_RESERVE: Final = 1024
 
 
 @dataclass(slots=True)

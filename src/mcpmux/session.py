@@ -14,10 +14,11 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from mypy_extensions import mypyc_attr
 
+from .fieldnames import header_lines
 from .jsonrpc import METHOD_NOT_FOUND, Message, error
 from .protocol import MISSING_CAPABILITY, log_admits, missing_capability
 from .state import SessionRecord
@@ -31,7 +32,7 @@ log = logging.getLogger("mcpmux.session")
 Emit = Callable[[Message], Awaitable[None]]
 
 #: Messages kept for a GET stream nobody reads; the oldest go first.
-OUTBOX_LIMIT = 1000
+OUTBOX_LIMIT: Final = 1000
 
 
 class Call:
@@ -107,7 +108,7 @@ class Call:
 #: Least time between two sweeps of the deadlines: each sweep reads every call in
 #: flight, so many hung calls with staggered deadlines cost a bounded rate of sweeps
 #: (not one per call), at the price of a timeout firing up to this much late.
-SWEEP_GAP = 0.05
+SWEEP_GAP: Final = 0.05
 
 
 class Deadlines:
@@ -208,6 +209,29 @@ class ClientSession:
         #: stored in the record): per-caller upstream headers are made from them.
         self.caller: Any = None
         self.authorization: str | None = None
+        #: The id as bytes and as a response header line, and the id they were made for.
+        self._id_bytes = b""
+        self._id_line = b""
+        self._id_line_for = ""
+
+    def id_bytes(self) -> bytes:
+        """The id as the ``mcp-session-id`` header's value, encoded once per id."""
+        if self.record.id != self._id_line_for:
+            self._encode_id()
+        return self._id_bytes
+
+    def id_line(self) -> bytes:
+        """The ``mcp-session-id`` response header line, made once per id (the listener
+        writes it with every answer)."""
+        if self.record.id != self._id_line_for:
+            self._encode_id()
+        return self._id_line
+
+    def _encode_id(self) -> None:
+        sid = self.record.id
+        self._id_bytes = sid.encode()
+        self._id_line = header_lines([(b"mcp-session-id", self._id_bytes)])
+        self._id_line_for = sid
 
     def touch(self) -> None:
         """The client used the session now: idle reaping counts from here."""
@@ -342,7 +366,7 @@ class ClientSession:
     async def cancel(self, params: dict[str, Any]) -> None:
         """``notifications/cancelled`` for one of this client's requests in flight."""
         rid = params.get("requestId")
-        entry = self.inflight.get(rid) if isinstance(rid, str | int) else None
+        entry = self.inflight.get(rid) if isinstance(rid, (str, int)) else None
         if entry is None:
             return
         upstream, rid, task, call = entry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 
 def encode(data: bytes, event: str | None = None, id: str | None = None) -> bytes:
@@ -15,7 +16,7 @@ def encode(data: bytes, event: str | None = None, id: str | None = None) -> byte
     return out + b"data: " + data + b"\n\n"
 
 
-_BOM = b"\xef\xbb\xbf"
+_BOM: Final = b"\xef\xbb\xbf"
 
 
 @dataclass(slots=True, init=False)
@@ -49,7 +50,7 @@ class EventTooLarge(ValueError):
 
 
 #: Default bound on one line / one event's data (callers pass the target's limit).
-DEFAULT_MAX_EVENT = 16 * 1024 * 1024
+DEFAULT_MAX_EVENT: Final = 16 * 1024 * 1024
 
 
 class Parser:

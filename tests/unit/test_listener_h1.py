@@ -14,8 +14,9 @@ import httpx
 import pytest
 import uvicorn
 
+from mcpmux.fieldnames import header_lines
 from mcpmux.listener.guard import HEADERS
-from mcpmux.listener.h1 import Cycle, H1Protocol, protocol_class
+from mcpmux.listener.h1 import CYCLE, Cycle, H1Protocol, protocol_class
 from mcpmux.listener.http import headers_of
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -231,6 +232,97 @@ async def test_a_failing_app_gets_a_500_and_the_listener_keeps_serving(caplog: p
         writer.close()
     assert "boom" in caplog.text and "without starting the response" in caplog.text
     assert "not allowed in HTTP" in caplog.text
+
+
+async def direct(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Like ``echo``, through the cycle's own calls: the body taken whole when it came
+    with the head (else received), the answer written in one call."""
+    cycle: Cycle = scope[CYCLE]
+    body = cycle.whole_body()
+    how = b"whole"
+    if body is None:
+        how, body = b"received", b""
+        while True:
+            event = await receive()
+            body += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+    extra = INJECTIONS[int(scope["path"][-1])] if scope["path"].startswith("/inject") else (b"x-ok", b"1")
+    if scope["path"] == "/big":
+        body = b"x" * 1_000_000
+    if cycle.must_wait():
+        await cycle.drained()
+    cycle.answer(200, header_lines([(b"content-type", b"text/plain"), (b"x-how", how), extra]), body)
+
+
+async def test_a_direct_answer_is_one_write_and_keeps_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[bytes] = []
+    async with listening(direct) as lst:
+        reader, writer = await lst.connect()
+        writer.write(b"GET /warm HTTP/1.1\r\nhost: h\r\n\r\n")
+        await read_response(reader)
+        transport = lst.protocols[0].transport  # the server side of this connection
+        write = transport.write
+        monkeypatch.setattr(transport, "write", lambda data: (writes.append(bytes(data)), write(data))[1])
+        for i in range(3):
+            writer.write(b"POST /d HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\n\r\nbody%d" % i)
+            status, headers, body = await read_response(reader)
+            assert status == b"HTTP/1.1 200 OK"
+            assert (headers[b"x-how"], body, headers[b"content-length"]) == (b"whole", b"body%d" % i, b"5")
+            assert b"connection" not in headers and b"transfer-encoding" not in headers
+        assert len(writes) == 3 and all(w.endswith(b"\r\n\r\nbody%d" % i) for i, w in enumerate(writes))
+        writer.close()
+
+
+async def test_direct_answers_to_a_client_that_does_not_read_stall_its_pipeline() -> None:
+    """``answer`` does not wait, so its callers wait while the client is not reading:
+    pipelined requests then stall instead of their answers piling up in memory."""
+    async with listening(direct) as lst:
+        reader, writer = await lst.connect()
+        writer.write(b"GET /big HTTP/1.1\r\nhost: h\r\n\r\n" * 200)  # 200 MB of answers
+        await reader.readuntil(b"\r\n\r\n")
+        proto = lst.protocols[0]
+        await asyncio.sleep(0.5)  # the client reads nothing meanwhile
+        assert proto.write_paused
+        assert proto.transport.get_write_buffer_size() < 20_000_000
+        assert len(proto.pipeline) > 150  # the rest wait, unanswered
+        writer.close()
+
+
+async def test_a_body_still_coming_is_received_and_close_is_honoured() -> None:
+    async with listening(direct) as lst:
+        reader, writer = await lst.connect()
+        # Expect: 100-continue: nothing of the body is there until the app asks for it.
+        writer.write(b"POST /d HTTP/1.1\r\nhost: h\r\ncontent-length: 4\r\nexpect: 100-continue\r\n"
+                     b"connection: close\r\n\r\n")
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"late")
+        _status, headers, body = await read_response(reader)
+        assert (headers[b"x-how"], body, headers[b"connection"]) == (b"received", b"late", b"close")
+        assert await closed(reader)
+
+
+def test_header_lines_are_checked_where_they_are_made() -> None:
+    assert header_lines([(b"a", b"1"), (b"b-c", b"x y")]) == b"a: 1\r\nb-c: x y\r\n"
+    for name, value in INJECTIONS:
+        with pytest.raises(ValueError, match="not allowed in HTTP"):
+            header_lines([(b"ok", b"1"), (name, value)])
+
+
+async def test_a_direct_answer_refuses_header_injection_with_a_500(caplog: pytest.LogCaptureFixture) -> None:
+    async with listening(direct) as lst:
+        for i in range(len(INJECTIONS)):
+            reader, writer = await lst.connect()
+            writer.write(b"POST /inject%d HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n" % i)
+            status, headers, _ = await read_response(reader)
+            assert status.startswith(b"HTTP/1.1 500") and b"set-cookie" not in headers, i
+            assert await closed(reader)
+        reader, writer = await lst.connect()
+        writer.write(b"POST /fine HTTP/1.1\r\nhost: h\r\ncontent-length: 2\r\n\r\nok")
+        assert (await read_response(reader))[2] == b"ok"
+        writer.close()
+    refused = [r for r in caplog.records if r.exc_info and "not allowed in HTTP" in str(r.exc_info[1])]
+    assert len(refused) == len(INJECTIONS)
 
 
 async def test_malformed_request_gets_a_400_naming_the_problem() -> None:

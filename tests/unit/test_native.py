@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,28 @@ def _suspends(node: ast.AST) -> bool:
 
 def _problems(source: str) -> list[tuple[int, str]]:
     found = []
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    # A module-level name is looked up in the module's dict on every use, unless it is
+    # Final (then a literal is inlined and any other value kept in a C variable).
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
+            node.target if isinstance(node, ast.AnnAssign) and node.value is not None else None)
+        if (isinstance(target, ast.Name) and re.fullmatch(r"_?[A-Z][A-Z0-9_]*", target.id)
+                and not (isinstance(node, ast.AnnAssign) and "Final" in ast.unparse(node.annotation))
+                and "# not Final" not in lines[node.lineno - 1]):
+            found.append((node.lineno, f"constant {target.id} without Final"))
+        elif (isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Tuple)
+              and ast.unparse(node.annotation) == "Final"):
+            # Typed as a fixed-length tuple it is kept unboxed, and built again as a
+            # Python tuple on every ``in`` or index: ``Final[tuple[str, ...]]`` is not.
+            found.append((node.lineno, f"fixed-length Final tuple {ast.unparse(node.target)}"))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance"
+                and len(node.args) == 2 and isinstance(node.args[1], ast.BinOp)):
+            # ``A | B`` is built on every call and checked generically; a tuple of
+            # built-in types compiles to direct type checks.
+            found.append((node.lineno, f"isinstance with {ast.unparse(node.args[1])}"))
         if isinstance(node, ast.Try | ast.TryStar) and any(_suspends(s) for s in node.finalbody):
             found.append((node.finalbody[0].lineno, "await in a finally"))
         elif isinstance(node, ast.AsyncWith):
@@ -86,6 +108,10 @@ def test_compiled_modules_avoid_what_mypyc_gets_wrong(module: str) -> None:
     ("async def f():\n try:\n  await g()\n except E:\n  await h()\n  raise\n", "bare raise after an await"),
     ("async def f():\n async with session.get(u) as r:\n  pass\n", "async with session.get(u)"),
     ("def f():\n try:\n  g()\n except A as e:\n  h(e)\n except B as e:\n  h(e)\n", "'e' bound to A and B"),
+    ("LIMIT = 5\n", "constant LIMIT without Final"),
+    ("_TABLE: dict[str, int] = {}\n", "constant _TABLE without Final"),
+    ("NAMES: Final = ('a', 'b')\n", "fixed-length Final tuple NAMES"),
+    ("def f(x):\n return isinstance(x, str | int)\n", "isinstance with str | int"),
 ])
 def test_the_check_finds_each_pattern(snippet: str, problem: str) -> None:
     assert [p for _, p in _problems(snippet)] == [problem]
@@ -98,5 +124,8 @@ def test_the_check_passes_the_safe_forms() -> None:
         "async def m():\n try:\n  await g()\n finally:\n  r.release()\n"
         "async def n():\n async with self._lock:\n  await g()\n"
         "def p():\n try:\n  g()\n except A as a:\n  h(a)\n except B as b:\n  h(b)\n"
+        "LIMIT: Final = 5\n_TABLE: Final[dict[str, int]] = {}\nDELAY = 0.1  # not Final: a test changes it\n"
+        "NAMES: Final[tuple[str, ...]] = ('a', 'b')\ndef q(x):\n return isinstance(x, (str, int))\n"
+        "log = logging.getLogger(__name__)\nSend = Callable[[int], None]\n"
     )
     assert _problems(safe) == []

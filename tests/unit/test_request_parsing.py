@@ -1,6 +1,7 @@
 """What the listener's per-request shortcuts must keep: header names lowered exactly as
 ``bytes.lower()`` would (with the table bounded against a client inventing names), and
-a POSTed body read whole however many ASGI events it came in."""
+a POSTed body read whole however many ASGI events it came in, and a session's id
+header made once but never stale."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 
 from mcpmux import fieldnames
 from mcpmux.listener.http import HttpError, read_message
+from mcpmux.session import ClientSession
+from mcpmux.state import SessionRecord
 
 BODY = orjson.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "x"}})
 
@@ -23,12 +26,18 @@ def test_names_are_lowered_and_decoded() -> None:
         assert fieldnames.lowered(name) == (low, text)  # the second time from the table
 
 
-def test_the_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fieldnames, "_NAMES", {})
-    for i in range(fieldnames.MAX_NAMES + 50):
-        name = f"X-Made-Up-{i}".encode()
-        assert fieldnames.lowered(name) == (name.lower(), name.lower().decode())
-    assert len(fieldnames._NAMES) == fieldnames.MAX_NAMES
+def test_the_table_is_bounded() -> None:
+    table = fieldnames._NAMES  # Final (compiled code holds it): emptied, not replaced
+    saved = dict(table)
+    table.clear()
+    try:
+        for i in range(fieldnames.MAX_NAMES + 50):
+            name = f"X-Made-Up-{i}".encode()
+            assert fieldnames.lowered(name) == (name.lower(), name.lower().decode())
+        assert len(table) == fieldnames.MAX_NAMES
+    finally:
+        table.clear()
+        table.update(saved)
 
 
 def _receive(*chunks: bytes) -> Any:
@@ -58,3 +67,12 @@ async def test_the_limit_holds_across_events() -> None:
     with pytest.raises(HttpError) as err:
         await read_message(_receive(BODY[:40], BODY[40:]), {"content-type": "application/json"}, 50)
     assert err.value.status == 413
+
+
+def test_a_sessions_id_header_is_made_once_per_id() -> None:
+    session = ClientSession(SessionRecord("abc", None, "2025-06-18"))
+    line = session.id_line()
+    assert line == b"mcp-session-id: abc\r\n" and session.id_bytes() == b"abc"
+    assert session.id_line() is line  # kept, not made again
+    session.id = "def"  # a replica may re-key a session
+    assert session.id_line() == b"mcp-session-id: def\r\n" and session.id_bytes() == b"def"

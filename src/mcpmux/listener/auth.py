@@ -16,7 +16,7 @@ SHA-256 and a dict lookup.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from ..config import AuthConfig
@@ -38,9 +38,9 @@ Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: JSON-RPC code of a 401/403 body (the HTTP status and challenge are what clients act on).
-UNAUTHORIZED = INVALID_REQUEST
+UNAUTHORIZED: Final = INVALID_REQUEST
 #: JSON-RPC code of the 503 body when no token can be checked.
-AUTH_UNAVAILABLE = -32000
+AUTH_UNAVAILABLE: Final = -32000
 
 
 class ResourceServer:

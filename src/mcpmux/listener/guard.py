@@ -17,16 +17,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 log = logging.getLogger("mcpmux.listener.guard")
 
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-_ANY_ADDRESS = ("0.0.0.0", "::", "")
+LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_ANY_ADDRESS: Final[tuple[str, ...]] = ("0.0.0.0", "::", "")
 #: Distinct Host headers whose verdict is remembered.
-_SEEN = 256
+_SEEN: Final = 256
 
 
 def head_response(status: int, reason: str, message: str) -> bytes:
@@ -65,7 +65,7 @@ def _hostname(host: str) -> str:
 #: Scope key of the headers as ``{name: value}`` strings (names lowercased, values
 #: stripped; a repeated name keeps its last value), decoded once while parsing by the
 #: gateway's own protocol (``h1.py``), which also kept the head within max_header_bytes.
-HEADERS = "mcpmux.headers"
+HEADERS: Final = "mcpmux.headers"
 
 
 class HostGuard:

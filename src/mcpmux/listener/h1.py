@@ -45,21 +45,21 @@ import http
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 from urllib.parse import unquote
 
 import httptools
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
-from ..fieldnames import lowered
+from ..fieldnames import header_lines, lowered
 from .guard import HEADERS, RateLimitedLog, head_response
 
 log = logging.getLogger("mcpmux.listener.h1")
 
 #: Unread request body above which the socket is not read until the app catches up.
-HIGH_WATER = 64 * 1024
+HIGH_WATER: Final = 64 * 1024
 #: Seconds the rest of a refused request body is read and dropped before closing.
-LINGER = 5.0
+LINGER: Final = 5.0
 
 
 def _status_line(code: int) -> bytes:
@@ -70,22 +70,26 @@ def _status_line(code: int) -> bytes:
     return f"HTTP/1.1 {code} {phrase}\r\n".encode()
 
 
-STATUS_LINE = {code: _status_line(code) for code in range(100, 600)}
-_ASGI = {"version": "3.0", "spec_version": "2.3"}
-#: Scope key of ``on_disconnect(callback)``: the app's callback (or None to clear it)
-#: runs once if the client goes away before the answer is complete. With it an app
-#: learns of a hang-up without a task parked in ``receive()`` for every request.
-ON_DISCONNECT = "mcpmux.on_disconnect"
-_DISCONNECT = {"type": "http.disconnect"}
-_NO_BODY_STATUS = frozenset({204, 304})
+STATUS_LINE: Final = {code: _status_line(code) for code in range(100, 600)}
+_ASGI: Final = {"version": "3.0", "spec_version": "2.3"}
+#: Scope key of the request's :class:`Cycle`, for the gateway's own apps (another ASGI
+#: server has none, and they fall back to ``receive`` and ``send``). Through it an app
+#: learns of a hang-up without a task parked in ``receive()`` (``on_disconnect``),
+#: takes a body that came whole without a ``receive`` (``whole_body``), and writes a
+#: whole answer in one call without two ASGI messages (``answer``).
+CYCLE: Final = "mcpmux.cycle"
+_DISCONNECT: Final = {"type": "http.disconnect"}
+_NO_BODY_STATUS: Final = frozenset({204, 304})
 #: Request methods as the scope's strings, without a decode per request.
-_METHOD_NAMES = {m.encode(): m for m in ("GET", "POST", "DELETE", "HEAD", "OPTIONS", "PUT", "PATCH")}
-_TASK_NAME = "mcpmux-request"
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_INTERNAL_ERROR = head_response(500, "Internal Server Error", "internal server error (see the gateway log)")
+_METHOD_NAMES: Final = {m.encode(): m for m in ("GET", "POST", "DELETE", "HEAD", "OPTIONS", "PUT", "PATCH")}
+_TASK_NAME: Final = "mcpmux-request"
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_INTERNAL_ERROR: Final = head_response(500, "Internal Server Error", "internal server error (see the gateway log)")
 
 # Connection states the timer looks at.
-_HEAD, _BUSY, _IDLE = 0, 1, 2
+_HEAD: Final = 0
+_BUSY: Final = 1
+_IDLE: Final = 2
 
 
 def _unsafe(value: bytes) -> bool:
@@ -352,7 +356,7 @@ class H1Protocol(asyncio.Protocol):
             # No "state": there is no lifespan state (ASGI makes the key optional).
         }
         cycle = Cycle(self, scope, parser.should_keep_alive(), self.expect_continue)
-        scope[ON_DISCONNECT] = cycle.on_disconnect
+        scope[CYCLE] = cycle
         scope[HEADERS] = self.fields
         self.current = cycle
         if self.active is None:
@@ -430,7 +434,7 @@ class Cycle:
         self.left: int | None = None
         #: The response head, held to go out with the body in one write.
         self.head: bytes | None = None
-        #: The app's hang-up callback (see ON_DISCONNECT).
+        #: The app's hang-up callback (see :meth:`on_disconnect`).
         self.gone: Callable[[], None] | None = None
 
     def on_disconnect(self, callback: Callable[[], None] | None) -> None:
@@ -475,9 +479,9 @@ class Cycle:
                     conn.transport.write(_INTERNAL_ERROR)
                 conn.transport.close()
         finally:
-            # The scope's hook is a bound method of this cycle: without this the two would
-            # form a reference cycle per request, left to the garbage collector.
-            del self.scope[ON_DISCONNECT]
+            # The scope holds this cycle: without this the two would form a reference
+            # cycle per request, left to the garbage collector.
+            del self.scope[CYCLE]
             conn.done(self)
 
     async def receive(self) -> dict[str, Any]:
@@ -502,6 +506,58 @@ class Cycle:
         self.chunks = []
         self.size = 0
         return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    def whole_body(self) -> bytes | None:
+        """The request body if all of it has arrived and no ``receive`` took any of it
+        (the usual POST: it comes with its head), else None (then ``receive`` it)."""
+        if self.more_body or self.disconnected or self.complete or self.expect_continue:
+            return None
+        chunks = self.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.chunks = []
+        self.size = 0
+        self.ready = False
+        return body
+
+    def must_wait(self) -> bool:
+        """The client stopped reading (its socket's buffer is past the high-water mark):
+        ``await drained()`` before ``answer``, which does not wait, so that a client that
+        pipelines requests and reads nothing stalls them instead of filling memory."""
+        return self.conn.write_paused and not self.disconnected
+
+    async def drained(self) -> None:
+        await self.conn.drain()
+
+    def answer(self, status: int, head: bytes, body: bytes) -> None:
+        """The whole response in one write: what ``http.response.start`` and one
+        ``http.response.body`` do, without the two messages or the header scan.
+        For the gateway's own apps: ``head`` is header lines made (and checked) once
+        by ``fieldnames.header_lines``, without ``content-length``,
+        ``transfer-encoding`` or ``connection`` (this sets them). A client gone
+        already gets nothing, as with ``send``. Check ``must_wait`` first."""
+        if self.started or status in _NO_BODY_STATUS:
+            raise RuntimeError(f"answer({status}) after the response was started, or for a status without a body")
+        conn = self.conn
+        if self.more_body:
+            self.keep_alive = False  # the body was not read: see _head
+        default = conn.server_state.default_headers
+        if default:
+            head = header_lines(default) + head
+        self.started = True
+        self.expect_continue = False
+        if self.disconnected:
+            return
+        ending = b"\r\n\r\n" if self.keep_alive else b"\r\nconnection: close\r\n\r\n"
+        size = len(body)
+        if self.scope["method"] == "HEAD":
+            body = b""
+        conn.transport.write(b"%b%bcontent-length: %d%b%b" % (STATUS_LINE[status], head, size, ending, body))
+        self.complete = True
+        self.gone = None
+        self.wake()
+        if not self.keep_alive:
+            conn.close_after(self)
+        conn.done(self)
 
     async def send(self, message: dict[str, Any]) -> None:
         conn = self.conn

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import orjson
@@ -38,7 +38,7 @@ from ..sse import encode
 from ..tasks import race
 from .auth import ResourceServer
 from .guard import HEADERS
-from .h1 import ON_DISCONNECT
+from .h1 import CYCLE, Cycle
 from .modern import serve_modern
 from .streams import SSE_HEADERS, ResponseStream, send_json
 
@@ -48,13 +48,13 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+LOOPBACK: Final = {"localhost", "127.0.0.1", "::1", "[::1]"}
 #: Seconds a call runs before the listener watches for its client hanging up.
-WATCH_AFTER = 0.5
+WATCH_AFTER: Final = 0.5
 #: Where the listener leaves the authenticated caller for the handlers in ``extra``.
-PRINCIPAL = "mcpmux.principal"
+PRINCIPAL: Final = "mcpmux.principal"
 #: Where it leaves the virtual server of a ``{path}/{name}`` endpoint for them.
-SERVER = "mcpmux.server"
+SERVER: Final = "mcpmux.server"
 
 
 class HttpError(Exception):
@@ -134,7 +134,7 @@ class StreamableHTTP:
         method = scope["method"]
         try:
             if method == "POST":
-                await self._post(headers, receive, send, principal, peer_of(scope), server, scope.get(ON_DISCONNECT))
+                await self._post(headers, receive, send, principal, peer_of(scope), server, scope.get(CYCLE))
             elif method == "GET":
                 await self._get(headers, receive, send, principal, server)
             elif method == "DELETE":
@@ -187,15 +187,15 @@ class StreamableHTTP:
         return session
 
     async def _post(self, headers: dict[str, str], receive: Receive, send: Send, principal: Any = None,
-                    peer: str | None = None, server: VirtualServer | None = None, hook: Any = None) -> None:
+                    peer: str | None = None, server: VirtualServer | None = None, cycle: Cycle | None = None) -> None:
         if not _accepts_both(headers.get("accept", "")):
             raise HttpError(406, "not acceptable: Accept must list application/json and text/event-stream")
-        msg = await read_message(receive, headers, self.gateway.config.limits.max_body_bytes)
+        msg = await read_message(receive, headers, self.gateway.config.limits.max_body_bytes, cycle)
         if "mcp-session-id" not in headers and (
             era.is_modern(msg) or headers.get("mcp-protocol-version") in MODERN_VERSIONS
         ):
             if is_request(msg):
-                await serve_modern(self.dispatcher, msg, headers, receive, send, principal, server, hook)
+                await serve_modern(self.dispatcher, msg, headers, receive, send, principal, server, cycle)
             else:  # 2026 HTTP defines no client notifications; accepted and ignored
                 await send_empty(send, 202)
             return
@@ -206,13 +206,13 @@ class StreamableHTTP:
         # A session of this replica (the usual case) is checked without a coroutine.
         session = (self._checked(live, headers, principal, server) if live is not None
                    else await self._session(headers, principal, server))
-        session_hdr = [(b"mcp-session-id", session.id.encode())]
+        session_hdr = [(b"mcp-session-id", session.id_bytes())]
         if is_request(msg):
             resumable = session.protocol_version >= RESUMABLE_FROM
-            stream = new_stream(session, send, session_hdr, resumable, msg["id"])
+            stream = new_stream(session, send, session_hdr, resumable, msg["id"], cycle)
             if resumable:
                 stream.open()
-            watch = DisconnectWatch(hook, receive, session, stream, msg["id"], resumable)
+            watch = DisconnectWatch(cycle, receive, session, stream, msg["id"], resumable)
             try:
                 resp = await self.dispatcher.handle(
                     RequestContext(session, "http", headers, stream, principal, server=server), msg)
@@ -297,22 +297,22 @@ class DisconnectWatch:
     too, wait for the client's GET with ``Last-Event-ID``. Otherwise nobody can come
     back for the answer, so the call is cancelled upstream.
 
-    The gateway's own listener (``listener/h1.py``) calls back on a hang-up (``hook``):
+    The gateway's own listener (``listener/h1.py``) calls back on a hang-up (``cycle``):
     a call costs nothing to watch. Under another ASGI server the only way to know is to
     read ``receive`` for ``http.disconnect``: resumable streams are read from the start
     (their answer must never be counted as delivered to a dead connection), others
     once the call has run ``WATCH_AFTER`` seconds, so a quick call costs a timer, not a task.
     """
 
-    __slots__ = ("_hook", "_receive", "_rid", "_session", "_stream", "_task", "_timer")
+    __slots__ = ("_cycle", "_receive", "_rid", "_session", "_stream", "_task", "_timer")
 
-    def __init__(self, hook: Callable[[Callable[[], None] | None], None] | None, receive: Receive,
+    def __init__(self, cycle: Cycle | None, receive: Receive,
                  session: ClientSession, stream: ResponseStream, rid: Any, resumable: bool) -> None:
-        self._hook, self._receive, self._session, self._stream, self._rid = hook, receive, session, stream, rid
+        self._cycle, self._receive, self._session, self._stream, self._rid = cycle, receive, session, stream, rid
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        if hook is not None:
-            hook(self._gone)
+        if cycle is not None:
+            cycle.on_disconnect(self._gone)
         elif resumable:
             self._start()
         else:
@@ -336,8 +336,8 @@ class DisconnectWatch:
             self._session.cancel({"requestId": self._rid, "reason": "the client disconnected"}))
 
     def stop(self) -> None:
-        if self._hook is not None:
-            self._hook(None)
+        if self._cycle is not None:
+            self._cycle.on_disconnect(None)
         if self._timer is not None:
             self._timer.cancel()
         if self._task is not None:
@@ -345,11 +345,12 @@ class DisconnectWatch:
 
 
 def new_stream(
-    session: ClientSession, send: Send, headers: list[tuple[bytes, bytes]], resumable: bool, rid: Any = None
+    session: ClientSession, send: Send, headers: list[tuple[bytes, bytes]], resumable: bool, rid: Any = None,
+    cycle: Cycle | None = None,
 ) -> ResponseStream:
     """A POST's answer stream; a resumable one is kept until it has been delivered."""
     key = session.stream_key()
-    stream = ResponseStream(key, send, headers, resumable)
+    stream = ResponseStream(key, send, headers, resumable, cycle, session.id_line())
     if resumable:
         stream.rid = rid
         stream.retain = session.retain
@@ -381,17 +382,23 @@ def echo_id(msg: Any) -> Any:
     """The id to put on an Invalid Request error: the sender's only if it is a valid one
     (JSON-RPC: if the id cannot be determined, it is null)."""
     rid = msg.get("id") if isinstance(msg, dict) else None
-    return rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
+    return rid if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None
 
 
-async def read_message(receive: Receive, headers: dict[str, str], limit: int) -> Message:
-    """One POSTed JSON-RPC message, or the HttpError that says what is wrong with it."""
+async def read_message(receive: Receive, headers: dict[str, str], limit: int, cycle: Cycle | None = None) -> Message:
+    """One POSTed JSON-RPC message, or the HttpError that says what is wrong with it.
+    With the gateway's own listener (``cycle``) a body that came whole is taken
+    without a ``receive``."""
     ctype = headers.get("content-type", "")
     if ctype != "application/json":  # what clients send, without parameters: no parsing
         ctype = ctype.split(";")[0].strip().lower()
         if ctype != "application/json":
             raise HttpError(415, f"unsupported media type {ctype or '(none)'}: send application/json")
-    body = await _read_body(receive, headers, limit)
+    body = cycle.whole_body() if cycle is not None else None
+    if body is None:
+        body = await _read_body(receive, headers, limit)
+    elif len(body) > limit:
+        raise HttpError(413, f"request body too large: {len(body)} bytes, the limit is {limit}")
     try:
         msg = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -421,7 +428,7 @@ def headers_of(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1").strip() for k, v in scope["headers"]}
 
 
-_ACCEPTS: dict[str, bool] = {}
+_ACCEPTS: Final[dict[str, bool]] = {}
 
 
 def _accepts_both(accept: str) -> bool:

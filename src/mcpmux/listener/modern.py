@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -28,6 +28,7 @@ from ..protocol import CHANGED
 from ..session import ClientSession
 from ..sse import encode
 from ..tasks import race
+from .h1 import Cycle
 from .streams import SSE_HEADERS, ResponseStream, send_json
 
 log = logging.getLogger("mcpmux.listener.modern")
@@ -36,13 +37,13 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: Errors the 2026 transport answers with HTTP 400 (envelope and header problems).
-BAD_REQUEST = {era.HEADER_MISMATCH, era.MISSING_CAPABILITY, era.UNSUPPORTED_VERSION}
-LISTEN_FLAGS = {
+BAD_REQUEST: Final = {era.HEADER_MISMATCH, era.MISSING_CAPABILITY, era.UNSUPPORTED_VERSION}
+LISTEN_FLAGS: Final = {
     "toolsListChanged": CHANGED["tools"],
     "promptsListChanged": CHANGED["prompts"],
     "resourcesListChanged": CHANGED["resources"],
 }
-KEEPALIVE = 15.0
+KEEPALIVE: Final = 15.0
 _listen_ids = itertools.count(1)
 
 
@@ -62,7 +63,7 @@ def decorate(gateway: Gateway, resp: Message) -> Message:
 
 async def serve_modern(
     dispatcher: Dispatcher, msg: Message, headers: dict[str, str], receive: Receive, send: Send,
-    principal: Any = None, server: VirtualServer | None = None, hook: Any = None,
+    principal: Any = None, server: VirtualServer | None = None, cycle: Cycle | None = None,
 ) -> None:
     gateway = dispatcher.gateway
     rid = msg["id"]
@@ -85,12 +86,12 @@ async def serve_modern(
     if msg["method"] == "subscriptions/listen":
         await _listen(dispatcher, session, msg, receive, send)
         return
-    stream = ResponseStream("", send, [], resumable=False)
+    stream = ResponseStream("", send, [], False, cycle)
     # 2026: closing the response stream is the cancellation (a MUST of the transport);
     # a held handshake call is then cancelled on its target too.
     ctx = RequestContext(session, "http", headers, stream, principal, envelope=env, server=server)
     try:
-        resp = await (_answer_unless_gone(dispatcher, ctx, msg, hook) if hook is not None
+        resp = await (_answer_unless_gone(dispatcher, ctx, msg, cycle) if cycle is not None
                       else _answer_or_gone(dispatcher, ctx, msg, receive))
     except _ClientGone:
         log.debug("modern request %s: the client closed its stream; cancelled", msg.get("method"))
@@ -107,7 +108,7 @@ class _ClientGone(Exception):
     """The client closed the request's stream before its answer."""
 
 
-async def _answer_unless_gone(dispatcher: Dispatcher, ctx: RequestContext, msg: Message, hook: Any) -> Message:
+async def _answer_unless_gone(dispatcher: Dispatcher, ctx: RequestContext, msg: Message, cycle: Cycle) -> Message:
     """The gateway's own listener calls back on a hang-up: the call runs in this task,
     which the callback cancels (no second task per request)."""
     task = asyncio.current_task(dispatcher.loop)
@@ -119,7 +120,7 @@ async def _answer_unless_gone(dispatcher: Dispatcher, ctx: RequestContext, msg: 
         gone = True
         task.cancel()
 
-    hook(hung_up)
+    cycle.on_disconnect(hung_up)
     try:
         return await dispatcher.handle(ctx, msg)
     except asyncio.CancelledError:
@@ -128,7 +129,7 @@ async def _answer_unless_gone(dispatcher: Dispatcher, ctx: RequestContext, msg: 
         task.uncancel()
         raise _ClientGone from None
     finally:
-        hook(None)
+        cycle.on_disconnect(None)
 
 
 async def _answer_or_gone(dispatcher: Dispatcher, ctx: RequestContext, msg: Message, receive: Receive) -> Message:

@@ -20,38 +20,43 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
+from ..fieldnames import header_lines
 from ..jsonrpc import Message
 from ..sse import encode
+from .h1 import Cycle
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-SSE_HEADERS = [
+SSE_HEADERS: Final = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
     (b"x-accel-buffering", b"no"),
 ]
-JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+#: The same, as the lines ``Cycle.answer`` writes (checked once, here).
+SSE_HEAD: Final = header_lines(SSE_HEADERS)
+JSON_HEAD: Final = header_lines(JSON_HEADERS)
 #: Events kept per stream for replay.
-REPLAY_LIMIT = 256
+REPLAY_LIMIT: Final = 256
 #: How long a finished stream waits for its client to come back for the answer.
-KEEP_FINISHED = 60.0
+KEEP_FINISHED: Final = 60.0
 #: Client reconnection delay we suggest, in milliseconds.
-RETRY_MS = 1000
+RETRY_MS: Final = 1000
 #: Seconds an intermediate write may wait on a client that is not reading.
-SLOW_CLIENT = 2.0
+SLOW_CLIENT: Final = 2.0
 #: How long a resumable answer's priming event waits to share a write with what follows
 #: (most answers come sooner: one write a call less); a slower call gets it then.
-PRIME_DELAY = 0.005
+PRIME_DELAY = 0.005  # not Final: a test changes it
 
 log = logging.getLogger("mcpmux.listener.streams")
 
 
 #: The events of a stream that is never replayed (nothing is ever appended to it).
-_NO_EVENTS: deque[tuple[int, bytes]] = deque(maxlen=0)
+_NO_EVENTS: Final[deque[tuple[int, bytes]]] = deque(maxlen=0)
 
 
 class Retain(Protocol):
@@ -77,9 +82,11 @@ async def send_json(
 class ResponseStream:
     __slots__ = (
         "_send",
+        "cycle",
         "done",
         "events",
         "finished_at",
+        "head",
         "headers",
         "key",
         "lagging",
@@ -96,10 +103,16 @@ class ResponseStream:
         "waiter",
     )
 
-    def __init__(self, key: str, send: Send, headers: list[tuple[bytes, bytes]], resumable: bool) -> None:
+    def __init__(self, key: str, send: Send, headers: list[tuple[bytes, bytes]], resumable: bool,
+                 cycle: Cycle | None = None, head: bytes = b"") -> None:
         self.key = key
         self._send: Send | None = send
+        #: The gateway's own listener's request (None under another ASGI server): an
+        #: answer that is the whole response goes out through it in one call.
+        self.cycle = cycle
         self.headers = headers
+        #: ``headers`` as header lines (``fieldnames.header_lines``), for ``cycle``.
+        self.head = head
         self.resumable = resumable
         self.started = False
         self.seq = 0
@@ -163,9 +176,15 @@ class ResponseStream:
         try:
             if self.unprimed:
                 self._primed()
+                data = f"id: {self.key}-0\nretry: {RETRY_MS}\ndata: \n\n".encode() + data
+                cycle = self.cycle
+                if not more and cycle is not None:  # the whole answer: one call, one write
+                    if cycle.must_wait():
+                        await cycle.drained()
+                    cycle.answer(200, SSE_HEAD + self.head, data)
+                    return
                 await self._send({"type": "http.response.start", "status": 200,
                                   "headers": [*SSE_HEADERS, *self.headers]})
-                data = f"id: {self.key}-0\nretry: {RETRY_MS}\ndata: \n\n".encode() + data
             await self._send({"type": "http.response.body", "body": data, "more_body": more})
         except Exception:  # the connection is gone: keep buffering for a resume
             self._send = None
@@ -207,7 +226,12 @@ class ResponseStream:
         self.finished_at = time.monotonic()
         if not self.started:
             self._finished()
-            if self._send is not None:
+            cycle = self.cycle
+            if cycle is not None and self._send is not None:
+                if cycle.must_wait():
+                    await cycle.drained()
+                cycle.answer(status, JSON_HEAD + self.head, orjson.dumps(msg))
+            elif self._send is not None:
                 await send_json(self._send, status, msg, self.headers)
             return
         data = self._event(msg, final=True)

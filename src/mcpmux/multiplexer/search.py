@@ -17,18 +17,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:  # imported on first use: numpy and bm25s add ~0.15 s to every start
     import bm25s
 
 #: Field weights: a word of the name says more than one of a long description.
-WEIGHTS = {"name": 3.0, "text": 1.0, "args": 0.6}
-DEFAULT_LIMIT = 5
-MAX_LIMIT = 50
+WEIGHTS: Final = {"name": 3.0, "text": 1.0, "args": 0.6}
+DEFAULT_LIMIT: Final = 5
+MAX_LIMIT: Final = 50
 
-_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
-_STOP = frozenset(
+_WORD: Final = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_STOP: Final = frozenset(
     "a an and are as at be by can do does for from give how i in into is it its me my "
     "of on or our please show some that the their them then there these this to use using "
     "want we what when where which who will with would you your".split()
@@ -65,7 +65,7 @@ def words(text: str) -> list[str]:
 
 #: Words agents use for the words tools use. A query term also looks for these, at
 #: ``SYNONYM_WEIGHT``: BM25 alone cannot know that "save" may mean "create".
-_THESAURUS = {
+_THESAURUS: Final = {
     "save": "create store write add", "create": "add new make", "make": "create",
     "new": "create", "add": "create insert", "store": "save create",
     "remove": "delete", "delete": "remove", "erase": "delete", "drop": "delete",
@@ -100,12 +100,12 @@ _THESAURUS = {
     "many": "count list", "happen": "event", "detail": "read get", "get": "read",
     "book": "create reserve", "reserve": "create book", "request": "create",
 }
-SYNONYM_WEIGHT = 0.4
+SYNONYM_WEIGHT: Final = 0.4
 #: Tools that only read (their name's verb, or ``readOnlyHint``) get this share of the
 #: best score on top: when a query names no action ("the ingress rules of shop"), an
 #: agent wants to look, not to change; a query that says "delete" still outranks it.
-READ_PRIOR = 0.08
-_READ_VERBS = frozenset({"list", "get", "read", "search", "find", "query", "describe", "show", "fetch"})
+READ_PRIOR: Final = 0.08
+_READ_VERBS: Final = frozenset({"list", "get", "read", "search", "find", "query", "describe", "show", "fetch"})
 
 
 def _build_thesaurus() -> dict[str, tuple[str, ...]]:
@@ -117,7 +117,7 @@ def _build_thesaurus() -> dict[str, tuple[str, ...]]:
     return out
 
 
-THESAURUS = _build_thesaurus()
+THESAURUS: Final = _build_thesaurus()
 
 
 def _arg_text(tool: dict[str, Any]) -> str:
@@ -208,10 +208,10 @@ class ToolIndex:
 
 
 # -- the two tools a search endpoint lists ------------------------------------------------
-SEARCH_TOOLS = "search_tools"
-CALL_TOOL = "call_tool"
+SEARCH_TOOLS: Final = "search_tools"
+CALL_TOOL: Final = "call_tool"
 
-SEARCH_DEFS: list[dict[str, Any]] = [
+SEARCH_DEFS: Final[list[dict[str, Any]]] = [
     {
         "name": SEARCH_TOOLS,
         "description": (

@@ -11,21 +11,21 @@ another: ids are never guessable across sessions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from ..era import StateSealer
 from ..jsonrpc import INVALID_PARAMS, Message, RPCError
 
 #: ``_meta`` key naming the task a message belongs to.
-RELATED = "io.modelcontextprotocol/related-task"
+RELATED: Final = "io.modelcontextprotocol/related-task"
 #: Methods that carry a task id in ``params.taskId`` and go to the task's target.
-BY_ID = ("tasks/get", "tasks/result", "tasks/cancel")
+BY_ID: Final[tuple[str, ...]] = ("tasks/get", "tasks/result", "tasks/cancel")
 #: The 2026 tasks extension (SEP-2663): advertised under ``capabilities.extensions``,
 #: task creation decided by the server (a flat ``CreateTaskResult``), no tasks/result
 #: and no tasks/list (the result is inlined on tasks/get), and tasks/update for input.
-EXTENSION = "io.modelcontextprotocol/tasks"
+EXTENSION: Final = "io.modelcontextprotocol/tasks"
 #: The extension's methods that carry a task id.
-BY_ID_2026 = ("tasks/get", "tasks/update", "tasks/cancel")
+BY_ID_2026: Final[tuple[str, ...]] = ("tasks/get", "tasks/update", "tasks/cancel")
 
 
 def scope_of(session_id: str, owner: str | None) -> str:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from ..context import RequestContext
     from ..gateway import Gateway
 
-_LIST_KINDS = frozenset({"tools", "prompts", "resources"})
+_LIST_KINDS: Final = frozenset({"tools", "prompts", "resources"})
 #: Longest tool name (client input) written to the access log.
-_MAX_NAME = 200
+_MAX_NAME: Final = 200
 
 
 def outcome_of(resp: Message) -> str:

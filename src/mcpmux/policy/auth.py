@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
@@ -56,11 +56,11 @@ __all__ = [
 
 log = logging.getLogger("mcpmux.auth")
 
-WELL_KNOWN_PRM = "/.well-known/oauth-protected-resource"
-MAX_TOKEN_LENGTH = 16 * 1024
-MAX_JWKS_BYTES = 1024 * 1024
-_B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
-_EC_CURVES = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+WELL_KNOWN_PRM: Final = "/.well-known/oauth-protected-resource"
+MAX_TOKEN_LENGTH: Final = 16 * 1024
+MAX_JWKS_BYTES: Final = 1024 * 1024
+_B64TOKEN: Final = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+_EC_CURVES: Final = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,7 @@ def _scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(found)
 
 
-_JWT_ERRORS: list[tuple[type[Exception], str]] = [
+_JWT_ERRORS: Final[list[tuple[type[Exception], str]]] = [
     (jwt.ExpiredSignatureError, "token has expired"),
     (jwt.ImmatureSignatureError, "token is not yet valid"),
     (jwt.InvalidAudienceError, "token is not meant for this resource (audience)"),
@@ -311,7 +311,7 @@ class JwtAuthenticator:
         exp = claims.get("exp")
         if not isinstance(sub, str) or not sub:
             raise AuthError(401, "invalid_token", "token 'sub' must be a non-empty string")
-        if not isinstance(exp, int | float):
+        if not isinstance(exp, (int, float)):
             raise AuthError(401, "invalid_token", "token 'exp' must be a number")
         return Principal(
             subject=sub,
@@ -449,7 +449,7 @@ def metadata_url(base_url: str, resource: str) -> str:
     return base_url.rstrip("/") + metadata_paths(resource)[-1]
 
 
-_HOST = re.compile(
+_HOST: Final = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
 )
 

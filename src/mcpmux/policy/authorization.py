@@ -16,7 +16,7 @@ authentication every caller shares the key ``anonymous``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..config import AuthorizationConfig, GatewayConfig
 from ..context import owner_key
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ANONYMOUS", "RulesPolicy", "a2a_allowed", "a2a_throttle", "build_policy", "principal_key"]
 
-ANONYMOUS = "anonymous"
-_NO_CLAIMS: dict[str, Any] = {}
+ANONYMOUS: Final = "anonymous"
+_NO_CLAIMS: Final[dict[str, Any]] = {}
 
 
 def principal_key(ctx: RequestContext) -> str:

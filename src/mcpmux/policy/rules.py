@@ -54,18 +54,18 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Final
 
 import cel
 
 __all__ = ["Rules", "compile_rule"]
 
-_VARIABLES = frozenset({"jwt", "mcp", "a2a"})
+_VARIABLES: Final = frozenset({"jwt", "mcp", "a2a"})
 # Names bound by comprehension macros: `list.exists(x, ...)` binds x.
-_MACRO_VAR = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
-_CEL_ERROR = re.compile(r"<input>:(\d+):(\d+):\s*(.*)", re.DOTALL)
-_MCP_FIELD = re.compile(r"\bmcp\s*\.\s*([A-Za-z_]\w*)")
-_MCP_WHOLE = re.compile(r"\bmcp\b(?!\s*\.)")
+_MACRO_VAR: Final = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_CEL_ERROR: Final = re.compile(r"<input>:(\d+):(\d+):\s*(.*)", re.DOTALL)
+_MCP_FIELD: Final = re.compile(r"\bmcp\s*\.\s*([A-Za-z_]\w*)")
+_MCP_WHOLE: Final = re.compile(r"\bmcp\b(?!\s*\.)")
 
 
 def _clean_error(exc: Exception) -> str:

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from mypy_extensions import mypyc_attr
 
@@ -19,9 +19,9 @@ from ..tasks import TaskOwner
 log = logging.getLogger("mcpmux.upstream")
 
 #: limits.max_response_bytes when nothing else says.
-DEFAULT_MAX_RESPONSE = 16 * 1024 * 1024
-SUPPORTED_VERSIONS = HANDSHAKE_VERSIONS
-LATEST_VERSION = LATEST_HANDSHAKE
+DEFAULT_MAX_RESPONSE: Final = 16 * 1024 * 1024
+SUPPORTED_VERSIONS: Final[tuple[str, ...]] = HANDSHAKE_VERSIONS
+LATEST_VERSION: Final = LATEST_HANDSHAKE
 
 
 class UpstreamError(Exception):

@@ -36,6 +36,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Final
 from urllib.parse import urlsplit
 
 import httptools
@@ -44,13 +45,13 @@ from mypy_extensions import mypyc_attr
 from ..fieldnames import lowered
 
 #: Unread answer bytes above which the socket is not read until the caller catches up.
-HIGH_WATER = 256 * 1024
+HIGH_WATER: Final = 256 * 1024
 #: Idle keep-alive connections older than this are not reused (Node closes at 5 s).
-IDLE_TIMEOUT = 4.0
+IDLE_TIMEOUT: Final = 4.0
 #: What may be skipped, and for how long, to keep a connection whose answer we have.
-DRAIN_BYTES = 64 * 1024
-DRAIN_TIME = 1.0
-_BAD = frozenset("\r\n\0")
+DRAIN_BYTES: Final = 64 * 1024
+DRAIN_TIME: Final = 1.0
+_BAD: Final = frozenset("\r\n\0")
 
 
 @mypyc_attr(native_class=False)  # compiled classes cannot derive from OSError

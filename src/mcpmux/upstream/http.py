@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -26,13 +26,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcpmux.upstream.http")
 
-ACCEPT = "application/json, text/event-stream"
+ACCEPT: Final = "application/json, text/event-stream"
 #: How many times a broken response stream is resumed with Last-Event-ID.
-MAX_RESUMES = 5
+MAX_RESUMES: Final = 5
 #: How long a new session waits for its GET stream to open before serving requests.
-GET_OPEN_WAIT = 2.0
+GET_OPEN_WAIT: Final = 2.0
 #: Characters of an error body kept for the error message (and all that is read of it).
-ERROR_BODY_CHARS = 300
+ERROR_BODY_CHARS: Final = 300
 
 # -- bounded reads -----------------------------------------------------------------
 # ``resp.read()`` reads whole: a target answering with a 1 GB body drove the gateway to

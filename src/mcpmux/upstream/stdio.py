@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 from collections import deque
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import orjson
 
@@ -21,16 +21,16 @@ from .process import ChildProcess
 log = logging.getLogger("mcpmux.upstream.stdio")
 
 #: Seconds a child gets between SIGTERM and SIGKILL.
-TERMINATE_GRACE = 3.0
+TERMINATE_GRACE: Final = 3.0
 #: Largest single message line accepted from a child.
-LINE_LIMIT = 64 * 1024 * 1024
+LINE_LIMIT: Final = 64 * 1024 * 1024
 #: stderr lines kept to explain a failure in lastError.
-STDERR_TAIL = 5
+STDERR_TAIL: Final = 5
 #: Bytes of parsed messages waiting for the reader task: above HIGH the child's stdout is
 #: not read until the task is back under LOW, so a flooding child waits, not the gateway's
 #: memory grows.
-QUEUE_HIGH = 4 * 1024 * 1024
-QUEUE_LOW = 1024 * 1024
+QUEUE_HIGH: Final = 4 * 1024 * 1024
+QUEUE_LOW: Final = 1024 * 1024
 
 
 class StdoutLines(asyncio.Protocol):
