@@ -713,7 +713,8 @@ class Dispatcher:
         rid = msg["id"]
         method: str = msg["method"]
         target = self.gateway.targets.get(route.target)
-        if target is None or not target.ready:
+        # ``target.ready`` spelled out: a property of an interpreted class is a Python call.
+        if target is None or target.state != "ready" or target.session is None:
             state = "removed" if target is None else (target.last_error or target.state)
             return error(rid, TARGET_UNAVAILABLE, f"target '{route.target}' is unavailable: {state}",
                          {"target": route.target})

@@ -1,5 +1,6 @@
 """The access line's pieces that the hot path builds by hand (see docs/benchmarks.md,
-"Counting instructions"): the caller's key, the milliseconds, the time stamp."""
+"Counting instructions"): the caller's key, the milliseconds as numbers and as text,
+the time stamp, and the line written from arguments as from a dict."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import io
 import time
 
 from mcpmux.context import owner_key
-from mcpmux.observability.access import AccessLog
+from mcpmux.observability.access import AccessLog, _decimal
 from mcpmux.observability.observer import milliseconds
 from mcpmux.policy.auth import Principal
 
@@ -47,3 +48,27 @@ def test_a_text_line_spells_every_field() -> None:
     assert stream.getvalue().endswith(
         " INFO    mcpmux.access: event=access session=0123abcd principal=- transport=http method=tools/call "
         "target=clock tool=now outcome=ok duration_ms=4.2 bytes=57\n")
+
+
+def test_milliseconds_print_as_str_would_print_them() -> None:
+    for us in [*range(0, 5_000_000, 997), 1_000, 10_000, 123_000_000, 999, 1]:
+        ms = milliseconds(us / 1e6)
+        assert _decimal(ms) == str(ms), (us, ms)
+
+
+def test_the_line_from_arguments_is_the_line_from_fields() -> None:
+    by_dict, by_args = io.StringIO(), io.StringIO()
+    fields = {"event": "access", "session": None, "principal": "https://idp|a b", "transport": "http",
+              "method": "tools/call", "target": None, "tool": 'say "hi"', "outcome": "tool_error",
+              "duration_ms": milliseconds(0.25), "bytes": 0}
+    from_dict = AccessLog(by_dict, False)
+    from_dict.write(fields)
+    from_dict.flush()
+    from_args = AccessLog(by_args, False)
+    from_args.text(None, "https://idp|a b", "http", "tools/call", None, 'say "hi"', "tool_error",
+                   milliseconds(0.25), 0)
+    from_args.flush()
+    expected = ('INFO    mcpmux.access: event=access session=- principal="https://idp|a b" transport=http '
+                'method=tools/call target=- tool="say \\"hi\\"" outcome=tool_error duration_ms=250.0 bytes=0\n')
+    assert by_dict.getvalue().split(" ", 2)[2] == expected
+    assert by_args.getvalue().split(" ", 2)[2] == expected

@@ -508,8 +508,8 @@ class Cycle:
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
     def whole_body(self) -> bytes | None:
-        """The request body if all of it has arrived and no ``receive`` took any of it
-        (the usual POST: it comes with its head), else None (then ``receive`` it)."""
+        """The request body if all of it has arrived (the usual POST: it comes with its
+        head), else None (then ``receive`` it). Only before the first ``receive``."""
         if self.more_body or self.disconnected or self.complete or self.expect_continue:
             return None
         chunks = self.chunks

@@ -69,18 +69,26 @@ class AccessLog:
         return self._stamp + "." + ms + "Z" if self.json else self._stamp + "," + ms
 
     def write(self, fields: dict[str, Any]) -> None:
-        now = time.time()
         if self.json:
-            line = orjson.dumps({"time": self._time(now), "level": "info", "logger": "mcpmux.access", **fields},
-                                default=str).decode()
-        elif len(fields) == len(_ORDER):  # the usual line, spelled out (half the cost of a loop)
+            self._add(orjson.dumps({"time": self._time(time.time()), "level": "info", "logger": "mcpmux.access",
+                                    **fields}, default=str).decode())
+        elif len(fields) == len(_ORDER):  # the usual fields
             f = fields
-            line = (f"{self._time(now)} INFO    mcpmux.access: event=access session={f['session'] or '-'} "
-                    f"principal={_plain(f['principal'])} transport={f['transport']} method={_plain(f['method'])} "
-                    f"target={f['target'] or '-'} tool={_plain(f['tool'])} outcome={f['outcome']} "
-                    f"duration_ms={_decimal(f['duration_ms'])} bytes={f['bytes']}")
+            self.text(f["session"], f["principal"], f["transport"], f["method"], f["target"], f["tool"],
+                      f["outcome"], f["duration_ms"], f["bytes"])
         else:
-            line = f"{self._time(now)} INFO    mcpmux.access: {_Text(fields)}"
+            self._add(f"{self._time(time.time())} INFO    mcpmux.access: {_Text(fields)}")
+
+    def text(self, session: str | None, principal: Any, transport: Any, method: Any, target: str | None,
+             tool: Any, outcome: str, duration_ms: float, size: int) -> None:
+        """The usual line in the text format, from its fields as arguments: the
+        gateway's per-request path makes no dict for it (half the cost of a line)."""
+        self._add(f"{self._time(time.time())} INFO    mcpmux.access: event=access session={session or '-'} "
+                  f"principal={_plain(principal)} transport={transport} method={_plain(method)} "
+                  f"target={target or '-'} tool={_plain(tool)} outcome={outcome} "
+                  f"duration_ms={_decimal(duration_ms)} bytes={size}")
+
+    def _add(self, line: str) -> None:
         lines = self._lines
         lines.append(line)
         if len(lines) >= self.batch:

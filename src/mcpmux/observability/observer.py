@@ -155,18 +155,27 @@ class Observer:
             span.end(outcome, None if target == NO_TARGET else target,
                      err.get("message") if isinstance(err, dict) else None)
         if self.access_log and access.log.isEnabledFor(logging.INFO):
+            session = ctx.session.id[:8] or None
+            principal = owner_key(ctx.principal)
+            named = None if target == NO_TARGET else target
+            # Measured upstream when forwarded: a big answer is not serialised twice.
+            size = ctx.size if ctx.size is not None else len(orjson.dumps(resp)) if resp is not None else 0
+            lines = self.lines
+            if lines is not None and not lines.json and not self.bodies:  # the usual line: no dict
+                lines.text(session, principal, ctx.transport, method, named, tool, outcome,
+                           milliseconds(elapsed), size)
+                return
             fields: dict[str, Any] = {
                 "event": "access",
-                "session": ctx.session.id[:8] or None,
-                "principal": owner_key(ctx.principal),
+                "session": session,
+                "principal": principal,
                 "transport": ctx.transport,
                 "method": method,
-                "target": None if target == NO_TARGET else target,
+                "target": named,
                 "tool": tool,
                 "outcome": outcome,
                 "duration_ms": milliseconds(elapsed),
-                # Measured upstream when forwarded: a big answer is not serialised twice.
-                "bytes": ctx.size if ctx.size is not None else len(orjson.dumps(resp)) if resp is not None else 0,
+                "bytes": size,
             }
             if self.bodies:
                 fields["arguments"] = params.get("arguments") if isinstance(params, dict) else None
