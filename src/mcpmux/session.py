@@ -212,7 +212,7 @@ class ClientSession:
         #: The id as bytes and as a response header line, and the id they were made for.
         self._id_bytes = b""
         self._id_line = b""
-        self._id_line_for = ""
+        self._id_line_for: str | None = None
 
     def id_bytes(self) -> bytes:
         """The id as the ``mcp-session-id`` header's value, encoded once per id."""

@@ -116,6 +116,8 @@ class Target:
 
     @property
     def ready(self) -> bool:
+        # Dispatcher._forward spells this out per call (a property is a Python call
+        # from compiled code): change both together.
         return self.state == "ready" and self.session is not None
 
     # -- sessions --------------------------------------------------------

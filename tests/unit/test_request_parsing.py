@@ -76,3 +76,8 @@ def test_a_sessions_id_header_is_made_once_per_id() -> None:
     assert session.id_line() is line  # kept, not made again
     session.id = "def"  # a replica may re-key a session
     assert session.id_line() == b"mcp-session-id: def\r\n" and session.id_bytes() == b"def"
+
+
+def test_an_empty_session_id_still_gets_its_header() -> None:
+    session = ClientSession(SessionRecord("", None, "2025-06-18"))
+    assert session.id_line() == b"mcp-session-id: \r\n" and session.id_bytes() == b""
